@@ -1,0 +1,22 @@
+//! Compiles the protobuf contract with protox (no system `protoc` needed), generates the tonic
+//! services and messages, and writes the descriptor set that server reflection serves.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let files = [
+        "proto/identity/v1/resources.proto",
+        "proto/identity/v1/login_service.proto",
+        "proto/identity/v1/session_service.proto",
+        "proto/identity/v1/access_token_service.proto",
+        "proto/identity/v1/admin_service.proto",
+    ];
+    let descriptors = protox::compile(files, ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("identity_v1_descriptor.bin"), descriptors.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

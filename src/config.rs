@@ -1,0 +1,153 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use crate::auth::HashingSettings;
+use crate::core::SessionSettings;
+use crate::telemetry::LogFormat;
+
+/// Everything `identityd serve` can be told, from flags or the environment.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "IDENTITYD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Database URL: postgres://user:password@host/db
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretString,
+
+    /// Most connections the database pool opens.
+    #[arg(long, env = "IDENTITYD_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Absolute session lifetime, e.g. `12h`, `30m`, `7d`.
+    #[arg(long, env = "IDENTITYD_SESSION_LIFETIME", default_value = "12h", value_parser = parse_duration)]
+    pub session_lifetime: Duration,
+
+    /// A session ends after this long without use.
+    #[arg(long, env = "IDENTITYD_SESSION_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// argon2id memory per hash, KiB (at least OWASP's 19456 in production).
+    #[arg(long, env = "IDENTITYD_ARGON2_MEMORY_KIB", default_value_t = 19456)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id passes.
+    #[arg(long, env = "IDENTITYD_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+
+    /// argon2id lanes.
+    #[arg(long, env = "IDENTITYD_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+
+    /// Password hashes computed at once (default: the number of cores).
+    #[arg(long, env = "IDENTITYD_HASHING_CONCURRENCY")]
+    pub hashing_concurrency: Option<usize>,
+
+    /// Password hashes allowed to wait; beyond this a login is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "IDENTITYD_HASHING_QUEUE", default_value_t = 64)]
+    pub hashing_queue: usize,
+
+    /// How often sessions' last-use times are written to the database.
+    #[arg(long, env = "IDENTITYD_LAST_USE_FLUSH", default_value = "5s", value_parser = parse_duration)]
+    pub last_use_flush_interval: Duration,
+
+    /// Longest time a call may take before it is cancelled with DEADLINE_EXCEEDED.
+    #[arg(long, env = "IDENTITYD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "IDENTITYD_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Log format.
+    #[arg(long, env = "IDENTITYD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// First start: create this tenant and an administrator, if the database has no tenant.
+    #[arg(long, env = "IDENTITYD_BOOTSTRAP_TENANT")]
+    pub bootstrap_tenant: Option<String>,
+
+    /// First start: the administrator's user name.
+    #[arg(long, env = "IDENTITYD_BOOTSTRAP_USER")]
+    pub bootstrap_user: Option<String>,
+
+    /// First start: the administrator's password (read from the environment; avoid the flag).
+    #[arg(long, env = "IDENTITYD_BOOTSTRAP_PASSWORD", hide_env_values = true)]
+    pub bootstrap_password: Option<SecretString>,
+}
+
+impl Config {
+    /// The configuration a test or an embedding program starts from: the defaults, a database URL,
+    /// and an OS-chosen port on loopback.
+    pub fn for_database(database_url: &str) -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config =
+            <Wrapper as clap::Parser>::parse_from(["identityd", "--database-url", database_url, "--listen", "127.0.0.1:0"])
+                .config;
+        config.bootstrap_tenant = None;
+        config.bootstrap_user = None;
+        config.bootstrap_password = None;
+        config
+    }
+
+    pub fn hashing(&self) -> HashingSettings {
+        let defaults = HashingSettings::default();
+        HashingSettings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+            concurrency: self.hashing_concurrency.unwrap_or(defaults.concurrency),
+            queue: self.hashing_queue,
+        }
+    }
+
+    pub fn sessions(&self) -> anyhow::Result<SessionSettings> {
+        Ok(SessionSettings {
+            lifetime: chrono::Duration::from_std(self.session_lifetime)?,
+            idle_timeout: chrono::Duration::from_std(self.session_idle_timeout)?,
+        })
+    }
+}
+
+/// Parses `90s`, `15m`, `12h`, `7d` (or a bare number of seconds).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{raw:?} is not a duration such as 90s, 15m, 12h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{raw:?} has an unknown unit; use s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("a duration must be more than zero".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+use crate::domain::FieldViolation;
+use crate::store::StoreError;
+
+/// Stable reasons carried in `google.rpc.ErrorInfo.reason`. Clients branch on these, so they never
+/// change meaning once published.
+pub mod reason {
+    pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
+    pub const MISSING_CREDENTIALS: &str = "MISSING_CREDENTIALS";
+    pub const SESSION_INVALID: &str = "SESSION_INVALID";
+    pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
+    pub const FAILED_PRECONDITION: &str = "FAILED_PRECONDITION";
+    pub const OVERLOADED: &str = "OVERLOADED";
+    pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
+    pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// Everything a core call can answer instead of a result. Each variant says what the caller sees;
+/// internal causes are logged by the transport layer and never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request breaks a rule; nothing was written. INVALID_ARGUMENT with field violations.
+    #[error("invalid request: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// Wrong user name or password, unknown or disabled user, unusable token: all look the same.
+    /// UNAUTHENTICATED, `INVALID_CREDENTIALS`.
+    #[error("the user name or password is incorrect")]
+    InvalidCredentials,
+    /// The call needs `authorization: Bearer <session token>` metadata and has none.
+    #[error("this call needs `authorization: Bearer <session token>` metadata")]
+    MissingCredentials,
+    /// The bearer session is unknown, expired or ended. UNAUTHENTICATED, `SESSION_INVALID`.
+    #[error("the session is not valid: log in again")]
+    SessionInvalid,
+    /// The caller is known but may not do this. PERMISSION_DENIED.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The thing does not exist, or the caller may not know that it does. NOT_FOUND.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique field already holds this value. ALREADY_EXISTS, naming the field.
+    #[error("{field} is already taken")]
+    AlreadyExists { field: String },
+    /// The system is not in the state this call needs. FAILED_PRECONDITION.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Too much work is queued (password hashing); retry later. RESOURCE_EXHAUSTED.
+    #[error("the server is busy: retry shortly")]
+    Overloaded,
+    /// The call is part of the contract but not served yet. UNIMPLEMENTED.
+    #[error("{0} is not implemented yet")]
+    Unimplemented(&'static str),
+    /// The database cannot be reached. UNAVAILABLE; safe to retry.
+    #[error("the database is unavailable: retry shortly")]
+    Unavailable(#[source] StoreError),
+    /// A fault on our side. INTERNAL; the cause is logged, not shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations.iter().map(|v| format!("{} {}", v.field, v.message)).collect::<Vec<_>>().join("; ")
+}
+
+impl Error {
+    /// A single bad field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, message)])
+    }
+
+    /// The stable reason for `ErrorInfo`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => reason::INVALID_ARGUMENT,
+            Self::InvalidCredentials => reason::INVALID_CREDENTIALS,
+            Self::MissingCredentials => reason::MISSING_CREDENTIALS,
+            Self::SessionInvalid => reason::SESSION_INVALID,
+            Self::PermissionDenied(_) => reason::PERMISSION_DENIED,
+            Self::NotFound(_) => reason::NOT_FOUND,
+            Self::AlreadyExists { .. } => reason::ALREADY_EXISTS,
+            Self::FailedPrecondition(_) => reason::FAILED_PRECONDITION,
+            Self::Overloaded => reason::OVERLOADED,
+            Self::Unimplemented(_) => reason::NOT_IMPLEMENTED,
+            Self::Unavailable(_) => reason::STORE_UNAVAILABLE,
+            Self::Internal(_) => reason::INTERNAL,
+        }
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(v: FieldViolation) -> Self {
+        Self::InvalidArgument(vec![v])
+    }
+}
+
+impl From<Vec<FieldViolation>> for Error {
+    fn from(v: Vec<FieldViolation>) -> Self {
+        Self::InvalidArgument(v)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UniqueViolation { field } => Self::AlreadyExists { field: field.to_owned() },
+            StoreError::Unavailable(_) => Self::Unavailable(e),
+            StoreError::Other(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,136 @@
+use uuid::Uuid;
+
+use super::audit::{Audit, RequestMeta};
+use super::{Caller, Error, Identity, Result};
+use crate::auth::SessionToken;
+use crate::domain::{Password, PasswordExpiry, UserName};
+use crate::store::{SessionKind, SessionRecord, TenantRecord, UserRecord};
+
+/// What a successful login hands back: the user, their tenant, the new session and its token.
+#[derive(Debug)]
+pub struct LoginOutcome {
+    pub user: UserRecord,
+    pub tenant: TenantRecord,
+    pub session: SessionRecord,
+    /// The bearer secret; returned to the caller this once and never stored.
+    pub token: SessionToken,
+    /// The password has outlived the tenant's password-expiry policy and must be changed.
+    pub is_force_change_password: bool,
+}
+
+impl Identity {
+    /// Logs a user in with their user name and password and opens a session.
+    ///
+    /// Every failure — unknown user, disabled user, wrong password — costs one password check and
+    /// answers [`Error::InvalidCredentials`], so neither the answer nor its timing says which
+    /// user names exist.
+    pub async fn login_with_password(
+        &self,
+        user_name: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome> {
+        let name = UserName::parse("user_name", user_name)?;
+        let password = Password::for_login("password", password)?;
+        let user = self.store.find_user_by_name(&name.key()).await?;
+        let usable = user.as_ref().filter(|u| !u.disabled);
+        let verified = self.hasher.verify(&password, usable.map(|u| u.password_hash.as_str())).await?;
+        let now = self.clock.now();
+        let user = match (verified, usable) {
+            (true, Some(user)) => user.clone(),
+            _ => {
+                let failure = match &user {
+                    None => "unknown_user",
+                    Some(u) if u.disabled => "user_disabled",
+                    Some(_) => "wrong_password",
+                };
+                let mut audit = Audit::new("login.failed", now, meta)
+                    .detail("user_name", name.as_str())
+                    .detail("failure", failure);
+                if let Some(u) = &user {
+                    audit = audit.subject(u.user_id).tenant(u.tenant_id);
+                }
+                self.store.insert_audit(&audit.build()).await?;
+                tracing::info!(failure, "login failed");
+                return Err(Error::InvalidCredentials);
+            }
+        };
+        self.open_session(user, SessionKind::Password, None, meta).await
+    }
+
+    /// Opens a session of `kind` for `user` in the user's tenant and records `login.succeeded`.
+    async fn open_session(
+        &self,
+        user: UserRecord,
+        kind: SessionKind,
+        impersonator: Option<Uuid>,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome> {
+        let tenant = self
+            .store
+            .get_tenant(user.tenant_id)
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("user {} has no tenant", user.user_id)))?;
+        let now = self.clock.now();
+        let token = SessionToken::mint();
+        let session = SessionRecord {
+            session_id: Uuid::now_v7(),
+            token_hash: token.hash().as_bytes().to_vec(),
+            user_id: user.user_id,
+            tenant_id: tenant.tenant_id,
+            kind,
+            create_time: now,
+            expire_time: now + self.sessions.lifetime,
+            last_use_time: now,
+            end_time: None,
+            impersonator_user_id: impersonator,
+        };
+        let audit = Audit::new("login.succeeded", now, meta)
+            .tenant(tenant.tenant_id)
+            .actor(impersonator.unwrap_or(user.user_id))
+            .subject(user.user_id)
+            .session(session.session_id)
+            .detail("kind", kind.as_str())
+            .build();
+        self.store.insert_session(&session, &audit).await?;
+        tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
+        let is_force_change_password = password_expired(&user, &tenant, now);
+        Ok(LoginOutcome { user, tenant, session, token, is_force_change_password })
+    }
+
+    /// Ends a session: the caller's own when `session_id` is `None`, otherwise one of the caller's
+    /// sessions, or a session of a user the caller administers.
+    pub async fn logout(&self, caller: &Caller, session_id: Option<Uuid>, meta: &RequestMeta) -> Result<()> {
+        let target = match session_id {
+            None => caller.session_id,
+            Some(id) => {
+                let session = self.store.get_session(id).await?.ok_or(Error::NotFound("session"))?;
+                if session.user_id != caller.user_id() {
+                    let owner = self.store.get_user(session.user_id).await?.ok_or(Error::NotFound("session"))?;
+                    caller.require_tenant_admin(owner.tenant_id, "session").map_err(|e| match e {
+                        Error::PermissionDenied(_) => Error::NotFound("session"),
+                        other => other,
+                    })?;
+                }
+                id
+            }
+        };
+        let now = self.clock.now();
+        let audit = Audit::new("logout", now, meta)
+            .tenant(caller.tenant_id)
+            .actor(caller.user_id())
+            .session(target)
+            .build();
+        if !self.store.end_session(target, now, &audit).await? {
+            return Err(Error::NotFound("open session"));
+        }
+        tracing::info!(session_id = %target, "logged out");
+        Ok(())
+    }
+}
+
+pub(crate) fn password_expired(user: &UserRecord, tenant: &TenantRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    PasswordExpiry::from_days(tenant.password_expiry_days)
+        .unwrap_or_default()
+        .is_expired(user.password_change_time, now)
+}

@@ -1,0 +1,78 @@
+//! The use cases of identityd. Nothing here knows about gRPC, REST or SQL: calls take parsed
+//! domain values, reach the database through [`Store`], and answer with [`Error`].
+
+mod admin;
+mod audit;
+mod bootstrap;
+mod caller;
+pub mod error;
+mod last_use;
+mod login;
+mod sessions;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use crate::auth::PasswordHasher;
+use crate::clock::Clock;
+use crate::store::Store;
+
+pub use admin::{NewUser, TenantPatch, UserPatch};
+pub use audit::RequestMeta;
+pub use bootstrap::BootstrapRequest;
+pub use caller::Caller;
+pub use error::{Error, Result};
+pub use last_use::LastUseRecorder;
+pub use login::LoginOutcome;
+pub use sessions::{SessionValidity, SessionView};
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// A session ends this long after it was opened, however much it is used.
+    pub lifetime: Duration,
+    /// A session ends when it has not been used for this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self { lifetime: Duration::hours(12), idle_timeout: Duration::hours(1) }
+    }
+}
+
+/// The identity core: one per process, shared by every transport.
+#[derive(Clone)]
+pub struct Identity {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    clock: Arc<dyn Clock>,
+    sessions: SessionSettings,
+    last_use: LastUseRecorder,
+}
+
+impl Identity {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: PasswordHasher,
+        clock: Arc<dyn Clock>,
+        sessions: SessionSettings,
+        last_use: LastUseRecorder,
+    ) -> Self {
+        Self { store, hasher, clock, sessions, last_use }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+impl From<crate::auth::HashingError> for Error {
+    fn from(e: crate::auth::HashingError) -> Self {
+        match e {
+            crate::auth::HashingError::Overloaded => Error::Overloaded,
+            crate::auth::HashingError::Failed(cause) => Error::Internal(cause),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::audit::{Audit, RequestMeta};
+use super::{Caller, Error, Identity, Result};
+use crate::auth::SessionToken;
+use crate::domain::{PageRequest, PageToken, PasswordExpiry};
+use crate::store::{SessionRecord, UserRecord};
+
+/// The answer to "is this session valid, and whose is it".
+#[derive(Debug, Clone)]
+pub struct SessionValidity {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_name: String,
+    pub expire_time: DateTime<Utc>,
+    pub is_force_change_password: bool,
+    pub impersonator_user_id: Option<Uuid>,
+}
+
+/// A session as shown to its owner.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub record: SessionRecord,
+    /// The time of the last use, including uses not yet written to the store.
+    pub last_use_time: DateTime<Utc>,
+    /// Whether this is the caller's own current session.
+    pub current: bool,
+}
+
+impl Identity {
+    /// The hot path: whether a session token is valid now. An unknown, malformed, expired or ended
+    /// token is `None`, not an error. A malformed one costs no database query.
+    pub async fn validate_session(&self, token: &str) -> Result<Option<SessionValidity>> {
+        let Some(token) = SessionToken::parse(token) else {
+            return Ok(None);
+        };
+        let Some(lookup) = self.store.lookup_session(token.hash().as_bytes()).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if !self.is_live(&lookup, now) {
+            return Ok(None);
+        }
+        self.last_use.touch(lookup.session.session_id, now);
+        let policy = PasswordExpiry::from_days(lookup.password_expiry_days).unwrap_or_default();
+        Ok(Some(SessionValidity {
+            session_id: lookup.session.session_id,
+            user_id: lookup.user.user_id,
+            tenant_id: lookup.session.tenant_id,
+            user_name: lookup.user.user_name.clone(),
+            expire_time: lookup.session.expire_time,
+            is_force_change_password: policy.is_expired(lookup.user.password_change_time, now),
+            impersonator_user_id: lookup.session.impersonator_user_id,
+        }))
+    }
+
+    /// "Who am I": the caller's user record and current session.
+    pub async fn current_user(&self, caller: &Caller) -> Result<(UserRecord, String, SessionView)> {
+        let session = self.store.get_session(caller.session_id).await?.ok_or(Error::SessionInvalid)?;
+        Ok((caller.user.clone(), caller.tenant_name.clone(), self.view(session, caller)))
+    }
+
+    /// The caller's open sessions, oldest first.
+    pub async fn list_my_sessions(
+        &self,
+        caller: &Caller,
+        page: PageRequest,
+    ) -> Result<(Vec<SessionView>, Option<PageToken>)> {
+        let rows = self
+            .store
+            .list_user_sessions(caller.user_id(), false, page.after.map(|t| t.0), page.fetch_limit())
+            .await?;
+        let (rows, next) = page.finish(rows, |s| s.session_id);
+        Ok((rows.into_iter().map(|s| self.view(s, caller)).collect(), next))
+    }
+
+    /// Ends one of the caller's sessions. Someone else's session is answered as not found.
+    pub async fn revoke_my_session(&self, caller: &Caller, session_id: Uuid, meta: &RequestMeta) -> Result<()> {
+        let session = self.store.get_session(session_id).await?;
+        if session.is_none_or(|s| s.user_id != caller.user_id()) {
+            return Err(Error::NotFound("session"));
+        }
+        let now = self.clock.now();
+        let audit = Audit::new("session.revoked", now, meta)
+            .tenant(caller.tenant_id)
+            .actor(caller.user_id())
+            .subject(caller.user_id())
+            .session(session_id)
+            .build();
+        if !self.store.end_session(session_id, now, &audit).await? {
+            return Err(Error::NotFound("open session"));
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the caller but the one making this call.
+    pub async fn revoke_my_other_sessions(&self, caller: &Caller, meta: &RequestMeta) -> Result<u64> {
+        let now = self.clock.now();
+        let audit = Audit::new("session.revoked_others", now, meta)
+            .tenant(caller.tenant_id)
+            .actor(caller.user_id())
+            .subject(caller.user_id())
+            .session(caller.session_id)
+            .build();
+        Ok(self.store.end_user_sessions(caller.user_id(), Some(caller.session_id), now, &audit).await?)
+    }
+
+    fn view(&self, record: SessionRecord, caller: &Caller) -> SessionView {
+        let last_use_time = self
+            .last_use
+            .pending(record.session_id)
+            .map_or(record.last_use_time, |p| p.max(record.last_use_time));
+        let current = record.session_id == caller.session_id;
+        SessionView { record, last_use_time, current }
+    }
+}

@@ -1,0 +1,276 @@
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, from_timestamp, password_expiry_from, roles_from};
+use super::error::to_status;
+use super::pb;
+use super::request::{authenticated, parse_id, parse_optional_id};
+use crate::core::{Error, Identity, NewUser, TenantPatch, UserPatch};
+use crate::domain::{PageRequest, UserProfile};
+use crate::store::AuditFilter;
+
+pub struct AdminApi {
+    identity: Identity,
+}
+
+impl AdminApi {
+    pub fn new(identity: Identity) -> Self {
+        Self { identity }
+    }
+}
+
+/// The paths of an update mask; at least one is required.
+fn mask_paths(mask: Option<prost_types::FieldMask>, allowed: &[&str]) -> Result<Vec<String>, Error> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(Error::invalid("update_mask", format!("must name the fields to change: {}", allowed.join(", "))));
+    }
+    if let Some(bad) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
+        return Err(Error::invalid("update_mask", format!("{bad:?} cannot be changed; use {}", allowed.join(", "))));
+    }
+    Ok(paths)
+}
+
+fn parse_ids(field: &str, raw: &[String]) -> Result<Vec<uuid::Uuid>, Error> {
+    raw.iter().map(|id| parse_id(field, id)).collect()
+}
+
+fn next_token(next: Option<crate::domain::PageToken>) -> String {
+    next.map(|t| t.encode()).unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for AdminApi {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let t = req.tenant.ok_or_else(|| Error::invalid("tenant", "is required"))?;
+            let expiry = password_expiry_from("tenant.password_expiry", t.password_expiry)?;
+            let served = parse_ids("tenant.served_tenant_ids", &t.served_tenant_ids)?;
+            let tenant = self
+                .identity
+                .create_tenant(&caller, &t.name, expiry, t.max_access_token_days, served, &meta)
+                .await?;
+            Ok(pb::CreateTenantResponse { tenant: Some(convert::tenant(tenant)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Result<Response<pb::GetTenantResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
+            let tenant = self.identity.get_tenant(&caller, tenant_id).await?;
+            Ok(pb::GetTenantResponse { tenant: Some(convert::tenant(tenant)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> Result<Response<pb::UpdateTenantResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let t = req.tenant.ok_or_else(|| Error::invalid("tenant", "is required"))?;
+            let tenant_id = parse_id("tenant.tenant_id", &t.tenant_id)?;
+            let paths = mask_paths(
+                req.update_mask,
+                &["name", "password_expiry", "served_tenant_ids", "max_access_token_days"],
+            )?;
+            let mut patch = TenantPatch::default();
+            for path in &paths {
+                match path.as_str() {
+                    "name" => patch.name = Some(t.name.clone()),
+                    "password_expiry" => {
+                        patch.password_expiry = Some(password_expiry_from("tenant.password_expiry", t.password_expiry)?)
+                    }
+                    "served_tenant_ids" => {
+                        patch.served_tenant_ids = Some(parse_ids("tenant.served_tenant_ids", &t.served_tenant_ids)?)
+                    }
+                    _ => patch.max_access_token_days = Some(t.max_access_token_days),
+                }
+            }
+            let tenant = self.identity.update_tenant(&caller, tenant_id, patch, &meta).await?;
+            Ok(pb::UpdateTenantResponse { tenant: Some(convert::tenant(tenant)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let u = req.user.ok_or_else(|| Error::invalid("user", "is required"))?;
+            let new = NewUser {
+                tenant_id: parse_id("user.tenant_id", &u.tenant_id)?,
+                user_name: u.user_name,
+                password: req.password,
+                roles: roles_from("user.roles", &u.roles)?,
+                profile: UserProfile {
+                    email: u.email,
+                    first_name: u.first_name,
+                    last_name: u.last_name,
+                    time_zone: u.time_zone,
+                    locale: u.locale,
+                    date_format: u.date_format,
+                    employee_number: u.employee_number,
+                },
+            };
+            let user = self.identity.create_user(&caller, new, &meta).await?;
+            Ok(pb::CreateUserResponse { user: Some(convert::user(user)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let user = self.identity.get_user(&caller, parse_id("user_id", &req.user_id)?).await?;
+            Ok(pb::GetUserResponse { user: Some(convert::user(user)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_users(&self, request: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
+            let page = PageRequest::parse(req.page_size, &req.page_token)?;
+            let (users, next) = self.identity.list_users(&caller, tenant_id, page).await?;
+            Ok(pb::ListUsersResponse {
+                users: users.into_iter().map(convert::user).collect(),
+                next_page_token: next_token(next),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::UpdateUserResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let u = req.user.ok_or_else(|| Error::invalid("user", "is required"))?;
+            let user_id = parse_id("user.user_id", &u.user_id)?;
+            let paths = mask_paths(
+                req.update_mask,
+                &["email", "first_name", "last_name", "time_zone", "locale", "date_format", "employee_number"],
+            )?;
+            let mut patch = UserPatch::default();
+            for path in &paths {
+                let (slot, value) = match path.as_str() {
+                    "email" => (&mut patch.email, &u.email),
+                    "first_name" => (&mut patch.first_name, &u.first_name),
+                    "last_name" => (&mut patch.last_name, &u.last_name),
+                    "time_zone" => (&mut patch.time_zone, &u.time_zone),
+                    "locale" => (&mut patch.locale, &u.locale),
+                    "date_format" => (&mut patch.date_format, &u.date_format),
+                    _ => (&mut patch.employee_number, &u.employee_number),
+                };
+                *slot = Some(value.clone());
+            }
+            let user = self.identity.update_user(&caller, user_id, patch, &meta).await?;
+            Ok(pb::UpdateUserResponse { user: Some(convert::user(user)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn disable_user(&self, request: Request<pb::DisableUserRequest>) -> Result<Response<pb::DisableUserResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let user = self.identity.set_user_disabled(&caller, parse_id("user_id", &req.user_id)?, true, &meta).await?;
+            Ok(pb::DisableUserResponse { user: Some(convert::user(user)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn enable_user(&self, request: Request<pb::EnableUserRequest>) -> Result<Response<pb::EnableUserResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let user = self.identity.set_user_disabled(&caller, parse_id("user_id", &req.user_id)?, false, &meta).await?;
+            Ok(pb::EnableUserResponse { user: Some(convert::user(user)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn set_user_roles(
+        &self,
+        request: Request<pb::SetUserRolesRequest>,
+    ) -> Result<Response<pb::SetUserRolesResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let user_id = parse_id("user_id", &req.user_id)?;
+            let roles = roles_from("roles", &req.roles)?;
+            let user = self.identity.set_user_roles(&caller, user_id, roles, &meta).await?;
+            Ok(pb::SetUserRolesResponse { user: Some(convert::user(user)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn create_service_account(
+        &self,
+        request: Request<pb::CreateServiceAccountRequest>,
+    ) -> Result<Response<pb::CreateServiceAccountResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
+            let account =
+                self.identity.create_service_account(&caller, tenant_id, &req.name, &req.description, &meta).await?;
+            Ok(pb::CreateServiceAccountResponse { service_account: Some(convert::service_account(account)) })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_service_accounts(
+        &self,
+        request: Request<pb::ListServiceAccountsRequest>,
+    ) -> Result<Response<pb::ListServiceAccountsResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
+            let page = PageRequest::parse(req.page_size, &req.page_token)?;
+            let (accounts, next) = self.identity.list_service_accounts(&caller, tenant_id, page).await?;
+            Ok(pb::ListServiceAccountsResponse {
+                service_accounts: accounts.into_iter().map(convert::service_account).collect(),
+                next_page_token: next_token(next),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let filter = AuditFilter {
+                tenant_id: parse_optional_id("tenant_id", &req.tenant_id)?,
+                user_id: parse_optional_id("user_id", &req.user_id)?,
+                action: (!req.action.is_empty()).then_some(req.action),
+                start_time: req.start_time.as_ref().map(|t| from_timestamp("start_time", t)).transpose()?,
+                end_time: req.end_time.as_ref().map(|t| from_timestamp("end_time", t)).transpose()?,
+            };
+            let page = PageRequest::parse(req.page_size, &req.page_token)?;
+            let (events, next) = self.identity.list_audit_events(&caller, filter, page).await?;
+            Ok(pb::ListAuditEventsResponse {
+                audit_events: events.into_iter().map(convert::audit_event).collect(),
+                next_page_token: next_token(next),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+}

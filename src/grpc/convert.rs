@@ -1,0 +1,195 @@
+//! Conversions between core values and protobuf messages.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+use super::pb;
+use crate::core::{Error, LoginOutcome, SessionView};
+use crate::domain::{PasswordExpiry, Role, Roles};
+use crate::store::{AuditRecord, ServiceAccountRecord, SessionKind, SessionRecord, TenantRecord, UserRecord};
+
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+pub fn from_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, Error> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .ok_or_else(|| Error::invalid(field, "is not a valid timestamp"))
+}
+
+pub fn role(r: Role) -> pb::Role {
+    match r {
+        Role::SystemAdmin => pb::Role::SystemAdmin,
+        Role::TenantAdmin => pb::Role::TenantAdmin,
+        Role::CustomerSupport => pb::Role::CustomerSupport,
+        Role::ProxyLogin => pb::Role::ProxyLogin,
+    }
+}
+
+pub fn roles_from(field: &str, raw: &[i32]) -> Result<Roles, Error> {
+    raw.iter()
+        .map(|r| match pb::Role::try_from(*r) {
+            Ok(pb::Role::SystemAdmin) => Ok(Role::SystemAdmin),
+            Ok(pb::Role::TenantAdmin) => Ok(Role::TenantAdmin),
+            Ok(pb::Role::CustomerSupport) => Ok(Role::CustomerSupport),
+            Ok(pb::Role::ProxyLogin) => Ok(Role::ProxyLogin),
+            Ok(pb::Role::Unspecified) | Err(_) => Err(Error::invalid(field, format!("{r} is not a role"))),
+        })
+        .collect()
+}
+
+pub fn password_expiry(p: PasswordExpiry) -> pb::PasswordExpiry {
+    match p {
+        PasswordExpiry::Days15 => pb::PasswordExpiry::Days15,
+        PasswordExpiry::Days30 => pb::PasswordExpiry::Days30,
+        PasswordExpiry::Days60 => pb::PasswordExpiry::Days60,
+        PasswordExpiry::Days90 => pb::PasswordExpiry::Days90,
+        PasswordExpiry::Days120 => pb::PasswordExpiry::Days120,
+        PasswordExpiry::Never => pb::PasswordExpiry::Never,
+    }
+}
+
+/// Unspecified means the default policy (90 days).
+pub fn password_expiry_from(field: &str, raw: i32) -> Result<PasswordExpiry, Error> {
+    Ok(match pb::PasswordExpiry::try_from(raw) {
+        Ok(pb::PasswordExpiry::Unspecified) => PasswordExpiry::default(),
+        Ok(pb::PasswordExpiry::Days15) => PasswordExpiry::Days15,
+        Ok(pb::PasswordExpiry::Days30) => PasswordExpiry::Days30,
+        Ok(pb::PasswordExpiry::Days60) => PasswordExpiry::Days60,
+        Ok(pb::PasswordExpiry::Days90) => PasswordExpiry::Days90,
+        Ok(pb::PasswordExpiry::Days120) => PasswordExpiry::Days120,
+        Ok(pb::PasswordExpiry::Never) => PasswordExpiry::Never,
+        Err(_) => return Err(Error::invalid(field, format!("{raw} is not a password-expiry policy"))),
+    })
+}
+
+fn session_kind(k: SessionKind) -> pb::SessionKind {
+    match k {
+        SessionKind::Password => pb::SessionKind::Password,
+        SessionKind::AccessToken => pb::SessionKind::AccessToken,
+        SessionKind::Sso => pb::SessionKind::Sso,
+        SessionKind::ServiceAccount => pb::SessionKind::ServiceAccount,
+        SessionKind::CustomerSupport => pb::SessionKind::CustomerSupport,
+        SessionKind::Proxy => pb::SessionKind::Proxy,
+    }
+}
+
+pub fn tenant(t: TenantRecord) -> pb::Tenant {
+    pb::Tenant {
+        tenant_id: t.tenant_id.to_string(),
+        name: t.name,
+        password_expiry: password_expiry(PasswordExpiry::from_days(t.password_expiry_days).unwrap_or_default()) as i32,
+        served_tenant_ids: t.served_tenant_ids.iter().map(ToString::to_string).collect(),
+        max_access_token_days: t.max_access_token_days,
+        create_time: Some(timestamp(t.create_time)),
+        update_time: Some(timestamp(t.update_time)),
+    }
+}
+
+/// Never includes the password hash.
+pub fn user(u: UserRecord) -> pb::User {
+    pb::User {
+        user_id: u.user_id.to_string(),
+        tenant_id: u.tenant_id.to_string(),
+        user_name: u.user_name,
+        email: u.email,
+        first_name: u.first_name,
+        last_name: u.last_name,
+        time_zone: u.time_zone,
+        locale: u.locale,
+        date_format: u.date_format,
+        employee_number: u.employee_number,
+        roles: Roles::from_bits(u.roles).iter().map(|r| role(r) as i32).collect(),
+        disabled: u.disabled,
+        password_change_time: Some(timestamp(u.password_change_time)),
+        create_time: Some(timestamp(u.create_time)),
+        update_time: Some(timestamp(u.update_time)),
+    }
+}
+
+/// Never includes the token hash.
+pub fn session(s: SessionRecord, last_use_time: DateTime<Utc>, current: bool) -> pb::Session {
+    pb::Session {
+        session_id: s.session_id.to_string(),
+        user_id: s.user_id.to_string(),
+        tenant_id: s.tenant_id.to_string(),
+        kind: session_kind(s.kind) as i32,
+        create_time: Some(timestamp(s.create_time)),
+        expire_time: Some(timestamp(s.expire_time)),
+        last_use_time: Some(timestamp(last_use_time)),
+        end_time: s.end_time.map(timestamp),
+        user_access_token_name: String::new(),
+        impersonator_user_id: s.impersonator_user_id.map(|id| id.to_string()).unwrap_or_default(),
+        service_account_name: String::new(),
+        current,
+    }
+}
+
+pub fn session_view(v: SessionView) -> pb::Session {
+    session(v.record, v.last_use_time, v.current)
+}
+
+pub fn service_account(a: ServiceAccountRecord) -> pb::ServiceAccount {
+    pb::ServiceAccount {
+        service_account_id: a.service_account_id.to_string(),
+        tenant_id: a.tenant_id.to_string(),
+        name: a.name,
+        description: a.description,
+        create_time: Some(timestamp(a.create_time)),
+    }
+}
+
+pub fn audit_event(a: AuditRecord) -> pb::AuditEvent {
+    let details = serde_json::from_str::<std::collections::HashMap<String, String>>(&a.details).unwrap_or_default();
+    pb::AuditEvent {
+        event_id: a.event_id.to_string(),
+        time: Some(timestamp(a.time)),
+        action: a.action,
+        tenant_id: a.tenant_id.map(|id| id.to_string()).unwrap_or_default(),
+        actor_user_id: a.actor_user_id.map(|id| id.to_string()).unwrap_or_default(),
+        subject_user_id: a.subject_user_id.map(|id| id.to_string()).unwrap_or_default(),
+        session_id: a.session_id.map(|id| id.to_string()).unwrap_or_default(),
+        peer_address: a.peer_address.unwrap_or_default(),
+        details,
+    }
+}
+
+/// The six fields every login response carries, in the order of the contract.
+pub struct LoginFields {
+    pub user: Option<pb::User>,
+    pub organization_id: String,
+    pub organization_name: String,
+    pub session: Option<pb::Session>,
+    pub session_token: String,
+    pub is_force_change_password: bool,
+}
+
+pub fn login_fields(o: LoginOutcome) -> LoginFields {
+    let last_use = o.session.last_use_time;
+    LoginFields {
+        organization_id: o.tenant.tenant_id.to_string(),
+        organization_name: o.tenant.name,
+        session_token: o.token.expose().to_owned(),
+        is_force_change_password: o.is_force_change_password,
+        session: Some(session(o.session, last_use, true)),
+        user: Some(user(o.user)),
+    }
+}
+
+/// Builds any of the login responses (they share their six fields) from a login outcome.
+macro_rules! login_response {
+    ($response:ident, $outcome:expr) => {{
+        let f = $crate::grpc::convert::login_fields($outcome);
+        $crate::grpc::pb::$response {
+            user: f.user,
+            organization_id: f.organization_id,
+            organization_name: f.organization_name,
+            session: f.session,
+            session_token: f.session_token,
+            is_force_change_password: f.is_force_change_password,
+        }
+    }};
+}
+pub(crate) use login_response;

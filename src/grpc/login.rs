@@ -1,0 +1,83 @@
+use tonic::{Request, Response, Status};
+
+use super::convert::login_response;
+use super::error::to_status;
+use super::pb;
+use super::request::{authenticated, meta, parse_optional_id};
+use crate::core::{Error, Identity};
+
+pub struct LoginApi {
+    identity: Identity,
+}
+
+impl LoginApi {
+    pub fn new(identity: Identity) -> Self {
+        Self { identity }
+    }
+}
+
+fn unimplemented(what: &'static str) -> Status {
+    to_status(Error::Unimplemented(what))
+}
+
+#[tonic::async_trait]
+impl pb::login_service_server::LoginService for LoginApi {
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let meta = meta(&request);
+        let req = request.into_inner();
+        if !req.token.is_empty() {
+            if !req.password.is_empty() {
+                return Err(to_status(Error::invalid("token", "give either a token or a password, not both")));
+            }
+            return Err(unimplemented("login with a user access token"));
+        }
+        let outcome =
+            self.identity.login_with_password(&req.user_name, &req.password, &meta).await.map_err(to_status)?;
+        Ok(Response::new(login_response!(LoginResponse, outcome)))
+    }
+
+    async fn start_sso(&self, _: Request<pb::StartSsoRequest>) -> Result<Response<pb::StartSsoResponse>, Status> {
+        Err(unimplemented("StartSso"))
+    }
+
+    async fn login_sso(&self, _: Request<pb::LoginSsoRequest>) -> Result<Response<pb::LoginSsoResponse>, Status> {
+        Err(unimplemented("LoginSso"))
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let result = async {
+            if request.get_ref().session_id.is_empty() && !request.get_ref().jwt_token.is_empty() {
+                return Err(Error::Unimplemented("logout by JWT"));
+            }
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let session_id = parse_optional_id("session_id", &req.session_id)?;
+            self.identity.logout(&caller, session_id, &meta).await?;
+            // Only SSO sessions have an identity provider to send the browser to.
+            Ok(pb::LogoutResponse { redirect_url: String::new() })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn login_as_customer_support(
+        &self,
+        _: Request<pb::LoginAsCustomerSupportRequest>,
+    ) -> Result<Response<pb::LoginAsCustomerSupportResponse>, Status> {
+        Err(unimplemented("LoginAsCustomerSupport"))
+    }
+
+    async fn proxy_login(&self, _: Request<pb::ProxyLoginRequest>) -> Result<Response<pb::ProxyLoginResponse>, Status> {
+        Err(unimplemented("ProxyLogin"))
+    }
+
+    async fn switch_back(&self, _: Request<pb::SwitchBackRequest>) -> Result<Response<pb::SwitchBackResponse>, Status> {
+        Err(unimplemented("SwitchBack"))
+    }
+
+    async fn change_password(
+        &self,
+        _: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        Err(unimplemented("ChangePassword"))
+    }
+}

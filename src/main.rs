@@ -1,0 +1,68 @@
+use clap::{Parser, Subcommand};
+use identityd::config::Config;
+use identityd::startup::{Application, build_identity, open_store, shutdown_signal};
+use identityd::telemetry;
+use secrecy::{ExposeSecret, SecretString};
+
+/// identityd: logins, sessions and access tokens over gRPC.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create the first tenant and its administrator, if the database has no tenant yet.
+    Bootstrap {
+        /// Name of the first tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The administrator's user name.
+        #[arg(long)]
+        user: String,
+        /// The administrator's password.
+        #[arg(long, env = "IDENTITYD_ADMIN_PASSWORD", hide_env_values = true)]
+        password: SecretString,
+        /// The administrator's e-mail address.
+        #[arg(long, default_value = "")]
+        email: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => Application::build(cli.config).await?.run_until(shutdown_signal()).await,
+        Command::Migrate => {
+            open_store(&cli.config).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Bootstrap { tenant, user, password, email } => {
+            let store = open_store(&cli.config).await?;
+            let (identity, _) = build_identity(&cli.config, store, std::sync::Arc::new(identityd::clock::SystemClock))?;
+            let request = identityd::core::BootstrapRequest {
+                tenant_name: tenant,
+                user_name: user,
+                password: password.expose_secret().to_owned(),
+                email,
+            };
+            if identity.bootstrap(&request).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!("created tenant {:?} and administrator {:?}", request.tenant_name, request.user_name);
+            } else {
+                println!("the database already has a tenant; nothing was changed");
+            }
+            Ok(())
+        }
+    }
+}

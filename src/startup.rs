@@ -1,0 +1,195 @@
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::PasswordHasher;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::core::{BootstrapRequest, Identity, LastUseRecorder};
+use crate::grpc;
+use crate::store::Store;
+use crate::store::postgres::PostgresStore;
+
+/// How often the database is pinged to keep the health status true.
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A built server: the database reached and migrated, the port bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    identity: Identity,
+    last_use: LastUseRecorder,
+    config: Config,
+}
+
+/// Opens the store a configuration names and applies its migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url.expose_secret();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::connect_lazy(url, config.db_max_connections)?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else {
+        anyhow::bail!("unsupported database URL scheme: use postgres://")
+    }
+}
+
+/// Builds the core from a configuration and an opened store.
+pub fn build_identity(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Identity, LastUseRecorder)> {
+    let hasher = PasswordHasher::new(config.hashing())?;
+    let last_use = LastUseRecorder::default();
+    Ok((Identity::new(store, hasher, clock, config.sessions()?, last_use.clone()), last_use))
+}
+
+impl Application {
+    /// Builds the application on the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the application on a given clock (tests move time with a manual one).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let (identity, last_use) = build_identity(&config, store, clock)?;
+        if let Some(request) = bootstrap_from_config(&config)? {
+            if identity.bootstrap(&request).await.map_err(|e| anyhow::anyhow!("bootstrap: {e}"))? {
+                tracing::info!(tenant = %request.tenant_name, user = %request.user_name, "created the first tenant and administrator");
+            }
+        }
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self { listener, local_addr, identity, last_use, config })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The core, for embedding programs and tests that need to seed data.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Serves until `shutdown` completes, then stops taking calls, lets those in flight finish, and
+    /// writes pending last-use times.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self { listener, local_addr, identity, last_use, config } = self;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let store = identity.store().clone();
+        let health_task = tokio::spawn(watch_health(store.clone(), reporter));
+        let flush_task = tokio::spawn({
+            let (store, last_use) = (store.clone(), last_use.clone());
+            async move {
+                let mut tick = tokio::time::interval(config.last_use_flush_interval);
+                loop {
+                    tick.tick().await;
+                    last_use.flush(store.as_ref()).await;
+                }
+            }
+        });
+        // Both reflection versions, since clients still differ in which one they ask.
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        tracing::info!(address = %local_addr, "serving gRPC");
+        let result = Server::builder()
+            .timeout(config.request_timeout)
+            .add_routes(grpc::routes(identity, config.max_request_bytes))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        health_task.abort();
+        flush_task.abort();
+        last_use.flush(store.as_ref()).await;
+        tracing::info!("stopped");
+        result.context("serving gRPC")
+    }
+}
+
+/// Reflection over our contract and the standard health and reflection services, so that
+/// `grpcurl list` shows every service the server answers.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        // google.rpc error details, so that clients can decode ErrorInfo and BadRequest.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+fn bootstrap_from_config(config: &Config) -> anyhow::Result<Option<BootstrapRequest>> {
+    match (&config.bootstrap_tenant, &config.bootstrap_user, &config.bootstrap_password) {
+        (None, None, None) => Ok(None),
+        (Some(tenant), Some(user), Some(password)) => Ok(Some(BootstrapRequest {
+            tenant_name: tenant.clone(),
+            user_name: user.clone(),
+            password: password.expose_secret().to_owned(),
+            email: String::new(),
+        })),
+        _ => anyhow::bail!(
+            "to bootstrap, set all of IDENTITYD_BOOTSTRAP_TENANT, IDENTITYD_BOOTSTRAP_USER and IDENTITYD_BOOTSTRAP_PASSWORD"
+        ),
+    }
+}
+
+/// Keeps every service's health status in step with the database: SERVING while it answers,
+/// NOT_SERVING while it does not.
+async fn watch_health(store: Arc<dyn Store>, reporter: HealthReporter) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(HEALTH_PROBE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let status = match store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "database unreachable");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            for service in grpc::SERVICE_NAMES.iter().chain(std::iter::once(&"")) {
+                reporter.set_service_status(*service, status).await;
+            }
+            last = Some(status);
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: draining calls in flight");
+}
