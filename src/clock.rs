@@ -33,7 +33,9 @@ pub struct ManualClock {
 
 impl Default for ManualClock {
     fn default() -> Self {
-        Self { now: Arc::new(Mutex::new(to_micros(Utc::now()))) }
+        Self {
+            now: Arc::new(Mutex::new(to_micros(Utc::now()))),
+        }
     }
 }
 

@@ -89,9 +89,14 @@ impl Config {
             #[command(flatten)]
             config: Config,
         }
-        let mut config =
-            <Wrapper as clap::Parser>::parse_from(["identityd", "--database-url", database_url, "--listen", "127.0.0.1:0"])
-                .config;
+        let mut config = <Wrapper as clap::Parser>::parse_from([
+            "identityd",
+            "--database-url",
+            database_url,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .config;
         config.bootstrap_tenant = None;
         config.bootstrap_user = None;
         config.bootstrap_password = None;
@@ -122,7 +127,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{raw:?} is not a duration such as 90s, 15m, 12h or 7d"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration such as 90s, 15m, 12h or 7d"))?;
     let seconds = match unit {
         "" | "s" => n,
         "m" => n * 60,

@@ -5,21 +5,21 @@
 //! holds the use cases and depends only on [`domain`], [`auth`] and the [`store::Store`] trait; each
 //! storage backend implements that trait. Nothing depends on [`grpc`].
 
+/// Secrets: password hashing on a bounded pool, session-token minting and hashing.
+pub mod auth;
 /// Wall-clock time, injectable so that expiry rules can be tested without waiting.
 pub mod clock;
 /// Configuration: one struct filled from flags and environment variables.
 pub mod config;
-/// Newtypes that parse input into values the core can trust, and the rules that need no I/O.
-pub mod domain;
-/// Secrets: password hashing on a bounded pool, session-token minting and hashing.
-pub mod auth;
 /// The use cases: login, logout, session validation, administration, audit. No transport here.
 pub mod core;
-/// The `Store` trait, its records and errors, and one module per backend.
-pub mod store;
+/// Newtypes that parse input into values the core can trust, and the rules that need no I/O.
+pub mod domain;
 /// The gRPC layer: generated code, services that translate to core calls, error mapping.
 pub mod grpc;
 /// The one place where the store, the core, the gRPC services, health, reflection and shutdown are wired.
 pub mod startup;
+/// The `Store` trait, its records and errors, and one module per backend.
+pub mod store;
 /// The tracing subscriber, and running blocking work off the async threads with the span kept.
 pub mod telemetry;

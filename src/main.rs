@@ -48,7 +48,12 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Bootstrap { tenant, user, password, email } => {
+        Command::Bootstrap {
+            tenant,
+            user,
+            password,
+            email,
+        } => {
             let store = open_store(&cli.config).await?;
             let (identity, _) = build_identity(&cli.config, store, std::sync::Arc::new(identityd::clock::SystemClock))?;
             let request = identityd::core::BootstrapRequest {
@@ -58,7 +63,10 @@ async fn main() -> anyhow::Result<()> {
                 email,
             };
             if identity.bootstrap(&request).await.map_err(|e| anyhow::anyhow!("{e}"))? {
-                println!("created tenant {:?} and administrator {:?}", request.tenant_name, request.user_name);
+                println!(
+                    "created tenant {:?} and administrator {:?}",
+                    request.tenant_name, request.user_name
+                );
             } else {
                 println!("the database already has a tenant; nothing was changed");
             }

@@ -51,7 +51,10 @@ pub fn build_identity(
 ) -> anyhow::Result<(Identity, LastUseRecorder)> {
     let hasher = PasswordHasher::new(config.hashing())?;
     let last_use = LastUseRecorder::default();
-    Ok((Identity::new(store, hasher, clock, config.sessions()?, last_use.clone()), last_use))
+    Ok((
+        Identity::new(store, hasher, clock, config.sessions()?, last_use.clone()),
+        last_use,
+    ))
 }
 
 impl Application {
@@ -64,14 +67,25 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         let (identity, last_use) = build_identity(&config, store, clock)?;
-        if let Some(request) = bootstrap_from_config(&config)? {
-            if identity.bootstrap(&request).await.map_err(|e| anyhow::anyhow!("bootstrap: {e}"))? {
-                tracing::info!(tenant = %request.tenant_name, user = %request.user_name, "created the first tenant and administrator");
-            }
+        if let Some(request) = bootstrap_from_config(&config)?
+            && identity
+                .bootstrap(&request)
+                .await
+                .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
+        {
+            tracing::info!(tenant = %request.tenant_name, user = %request.user_name, "created the first tenant and administrator");
         }
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
-        Ok(Self { listener, local_addr, identity, last_use, config })
+        Ok(Self {
+            listener,
+            local_addr,
+            identity,
+            last_use,
+            config,
+        })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -87,7 +101,13 @@ impl Application {
     /// Serves until `shutdown` completes, then stops taking calls, lets those in flight finish, and
     /// writes pending last-use times.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { listener, local_addr, identity, last_use, config } = self;
+        let Self {
+            listener,
+            local_addr,
+            identity,
+            last_use,
+            config,
+        } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let store = identity.store().clone();
         let health_task = tokio::spawn(watch_health(store.clone(), reporter));
@@ -134,7 +154,11 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 }
 
 fn bootstrap_from_config(config: &Config) -> anyhow::Result<Option<BootstrapRequest>> {
-    match (&config.bootstrap_tenant, &config.bootstrap_user, &config.bootstrap_password) {
+    match (
+        &config.bootstrap_tenant,
+        &config.bootstrap_user,
+        &config.bootstrap_password,
+    ) {
         (None, None, None) => Ok(None),
         (Some(tenant), Some(user), Some(password)) => Ok(Some(BootstrapRequest {
             tenant_name: tenant.clone(),

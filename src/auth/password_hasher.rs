@@ -77,7 +77,8 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, HashingError> {
         let argon2 = self.argon2.clone();
         let password = password.clone();
-        self.run(move || hash_with(&argon2, password.expose()).map_err(HashingError::Failed)).await
+        self.run(move || hash_with(&argon2, password.expose()).map_err(HashingError::Failed))
+            .await
     }
 
     /// Checks a password against a stored hash, or against the dummy hash when there is no user to
@@ -102,7 +103,11 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
-        let _admitted = self.admission.clone().try_acquire_owned().map_err(|_| HashingError::Overloaded)?;
+        let _admitted = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HashingError::Overloaded)?;
         let _worker = self
             .workers
             .clone()

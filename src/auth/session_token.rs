@@ -37,7 +37,10 @@ impl SessionToken {
     pub fn mint() -> Self {
         let mut bytes = [0u8; TOKEN_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(SecretString::from(format!("{SESSION_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))))
+        Self(SecretString::from(format!(
+            "{SESSION_TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(bytes)
+        )))
     }
 
     /// Accepts a string only if it has the shape of a token this server mints; anything else is
@@ -45,7 +48,9 @@ impl SessionToken {
     pub fn parse(raw: &str) -> Option<Self> {
         let body = raw.strip_prefix(SESSION_TOKEN_PREFIX)?;
         let well_formed = body.len() == ENCODED_LEN
-            && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             && URL_SAFE_NO_PAD.decode(body).is_ok_and(|b| b.len() == TOKEN_BYTES);
         well_formed.then(|| Self(SecretString::from(raw.to_owned())))
     }

@@ -101,7 +101,11 @@ impl Identity {
         if patch.served_tenant_ids.is_some() {
             caller.require_system_admin()?;
         }
-        let mut tenant = self.store.get_tenant(tenant_id).await?.ok_or(Error::NotFound("tenant"))?;
+        let mut tenant = self
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
         let mut violations = Vec::new();
         if let Some(name) = &patch.name {
             match TenantName::parse("tenant.name", name) {
@@ -126,7 +130,10 @@ impl Identity {
         }
         if let Some(served) = patch.served_tenant_ids {
             if served.contains(&tenant_id) {
-                return Err(Error::invalid("tenant.served_tenant_ids", "must not contain the tenant itself"));
+                return Err(Error::invalid(
+                    "tenant.served_tenant_ids",
+                    "must not contain the tenant itself",
+                ));
             }
             self.check_tenants_exist(&served).await?;
             tenant.served_tenant_ids = dedup(served);
@@ -143,7 +150,10 @@ impl Identity {
     async fn check_tenants_exist(&self, ids: &[Uuid]) -> Result<()> {
         for id in ids {
             if self.store.get_tenant(*id).await?.is_none() {
-                return Err(Error::invalid("tenant.served_tenant_ids", format!("names an unknown tenant {id}")));
+                return Err(Error::invalid(
+                    "tenant.served_tenant_ids",
+                    format!("names an unknown tenant {id}"),
+                ));
             }
         }
         Ok(())
@@ -157,8 +167,12 @@ impl Identity {
             caller.require_system_admin()?;
         }
         let mut violations = Vec::new();
-        let name = UserName::parse("user.user_name", &new.user_name).map_err(|v| violations.push(v)).ok();
-        let password = Password::new_password("password", &new.password).map_err(|v| violations.push(v)).ok();
+        let name = UserName::parse("user.user_name", &new.user_name)
+            .map_err(|v| violations.push(v))
+            .ok();
+        let password = Password::new_password("password", &new.password)
+            .map_err(|v| violations.push(v))
+            .ok();
         if let Err(mut v) = new.profile.check("user.") {
             violations.append(&mut v);
         }
@@ -201,7 +215,10 @@ impl Identity {
         page: PageRequest,
     ) -> Result<(Vec<UserRecord>, Option<PageToken>)> {
         caller.require_tenant_admin(tenant_id, "tenant")?;
-        let rows = self.store.list_users(tenant_id, page.after.map(|t| t.0), page.fetch_limit()).await?;
+        let rows = self
+            .store
+            .list_users(tenant_id, page.after.map(|t| t.0), page.fetch_limit())
+            .await?;
         Ok(page.finish(rows, |u| u.user_id))
     }
 
@@ -330,7 +347,10 @@ impl Identity {
         page: PageRequest,
     ) -> Result<(Vec<ServiceAccountRecord>, Option<PageToken>)> {
         caller.require_tenant_admin(tenant_id, "tenant")?;
-        let rows = self.store.list_service_accounts(tenant_id, page.after.map(|t| t.0), page.fetch_limit()).await?;
+        let rows = self
+            .store
+            .list_service_accounts(tenant_id, page.after.map(|t| t.0), page.fetch_limit())
+            .await?;
         Ok(page.finish(rows, |a| a.service_account_id))
     }
 
@@ -351,7 +371,10 @@ impl Identity {
         {
             return Err(Error::invalid("end_time", "must not be before start_time"));
         }
-        let rows = self.store.list_audit(&filter, page.after.map(|t| t.0), page.fetch_limit()).await?;
+        let rows = self
+            .store
+            .list_audit(&filter, page.after.map(|t| t.0), page.fetch_limit())
+            .await?;
         Ok(page.finish(rows, |a| a.event_id))
     }
 }

@@ -55,7 +55,8 @@ impl Audit {
     }
 
     pub(crate) fn detail(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.details.insert(key.to_owned(), serde_json::Value::String(value.into()));
+        self.details
+            .insert(key.to_owned(), serde_json::Value::String(value.into()));
         self
     }
 

@@ -22,7 +22,10 @@ impl Identity {
         let tenant_name = TenantName::parse("tenant_name", &request.tenant_name)?;
         let user_name = UserName::parse("user_name", &request.user_name)?;
         let password = Password::new_password("password", &request.password)?;
-        let profile = UserProfile { email: request.email.clone(), ..UserProfile::default() };
+        let profile = UserProfile {
+            email: request.email.clone(),
+            ..UserProfile::default()
+        };
         profile.check("")?;
         let password_hash = self.hasher.hash(&password).await?;
         let now = self.clock.now();

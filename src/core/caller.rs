@@ -42,7 +42,9 @@ impl Caller {
         if self.has(Role::TenantAdmin) {
             Ok(())
         } else {
-            Err(Error::PermissionDenied("this call needs the tenant administrator role".into()))
+            Err(Error::PermissionDenied(
+                "this call needs the tenant administrator role".into(),
+            ))
         }
     }
 
@@ -50,7 +52,9 @@ impl Caller {
         if self.has(Role::SystemAdmin) {
             Ok(())
         } else {
-            Err(Error::PermissionDenied("this call needs the system administrator role".into()))
+            Err(Error::PermissionDenied(
+                "this call needs the system administrator role".into(),
+            ))
         }
     }
 }
@@ -62,7 +66,11 @@ impl Identity {
         let raw = bearer.ok_or(Error::MissingCredentials)?;
         let token = SessionToken::parse(raw).ok_or(Error::SessionInvalid)?;
         let now = self.clock.now();
-        let lookup = self.store.lookup_session(token.hash().as_bytes()).await?.ok_or(Error::SessionInvalid)?;
+        let lookup = self
+            .store
+            .lookup_session(token.hash().as_bytes())
+            .await?
+            .ok_or(Error::SessionInvalid)?;
         if !self.is_live(&lookup, now) {
             return Err(Error::SessionInvalid);
         }

@@ -62,7 +62,11 @@ pub enum Error {
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
-    violations.iter().map(|v| format!("{} {}", v.field, v.message)).collect::<Vec<_>>().join("; ")
+    violations
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
@@ -105,7 +109,9 @@ impl From<Vec<FieldViolation>> for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::UniqueViolation { field } => Self::AlreadyExists { field: field.to_owned() },
+            StoreError::UniqueViolation { field } => Self::AlreadyExists {
+                field: field.to_owned(),
+            },
             StoreError::Unavailable(_) => Self::Unavailable(e),
             StoreError::Other(cause) => Self::Internal(cause),
         }

@@ -25,7 +25,11 @@ impl LastUseRecorder {
 
     /// The newest use noted and not yet written, if any.
     pub fn pending(&self, session_id: Uuid) -> Option<DateTime<Utc>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(&session_id).copied()
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&session_id)
+            .copied()
     }
 
     /// Writes every pending use in one batch. On failure the batch is put back, to be tried again.

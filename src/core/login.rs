@@ -34,7 +34,10 @@ impl Identity {
         let password = Password::for_login("password", password)?;
         let user = self.store.find_user_by_name(&name.key()).await?;
         let usable = user.as_ref().filter(|u| !u.disabled);
-        let verified = self.hasher.verify(&password, usable.map(|u| u.password_hash.as_str())).await?;
+        let verified = self
+            .hasher
+            .verify(&password, usable.map(|u| u.password_hash.as_str()))
+            .await?;
         let now = self.clock.now();
         let user = match (verified, usable) {
             (true, Some(user)) => user.clone(),
@@ -95,7 +98,13 @@ impl Identity {
         self.store.insert_session(&session, &audit).await?;
         tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
         let is_force_change_password = password_expired(&user, &tenant, now);
-        Ok(LoginOutcome { user, tenant, session, token, is_force_change_password })
+        Ok(LoginOutcome {
+            user,
+            tenant,
+            session,
+            token,
+            is_force_change_password,
+        })
     }
 
     /// Ends a session: the caller's own when `session_id` is `None`, otherwise one of the caller's
@@ -106,11 +115,17 @@ impl Identity {
             Some(id) => {
                 let session = self.store.get_session(id).await?.ok_or(Error::NotFound("session"))?;
                 if session.user_id != caller.user_id() {
-                    let owner = self.store.get_user(session.user_id).await?.ok_or(Error::NotFound("session"))?;
-                    caller.require_tenant_admin(owner.tenant_id, "session").map_err(|e| match e {
-                        Error::PermissionDenied(_) => Error::NotFound("session"),
-                        other => other,
-                    })?;
+                    let owner = self
+                        .store
+                        .get_user(session.user_id)
+                        .await?
+                        .ok_or(Error::NotFound("session"))?;
+                    caller
+                        .require_tenant_admin(owner.tenant_id, "session")
+                        .map_err(|e| match e {
+                            Error::PermissionDenied(_) => Error::NotFound("session"),
+                            other => other,
+                        })?;
                 }
                 id
             }

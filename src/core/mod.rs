@@ -38,7 +38,10 @@ pub struct SessionSettings {
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        Self { lifetime: Duration::hours(12), idle_timeout: Duration::hours(1) }
+        Self {
+            lifetime: Duration::hours(12),
+            idle_timeout: Duration::hours(1),
+        }
     }
 }
 
@@ -60,7 +63,13 @@ impl Identity {
         sessions: SessionSettings,
         last_use: LastUseRecorder,
     ) -> Self {
-        Self { store, hasher, clock, sessions, last_use }
+        Self {
+            store,
+            hasher,
+            clock,
+            sessions,
+            last_use,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

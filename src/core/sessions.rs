@@ -58,8 +58,16 @@ impl Identity {
 
     /// "Who am I": the caller's user record and current session.
     pub async fn current_user(&self, caller: &Caller) -> Result<(UserRecord, String, SessionView)> {
-        let session = self.store.get_session(caller.session_id).await?.ok_or(Error::SessionInvalid)?;
-        Ok((caller.user.clone(), caller.tenant_name.clone(), self.view(session, caller)))
+        let session = self
+            .store
+            .get_session(caller.session_id)
+            .await?
+            .ok_or(Error::SessionInvalid)?;
+        Ok((
+            caller.user.clone(),
+            caller.tenant_name.clone(),
+            self.view(session, caller),
+        ))
     }
 
     /// The caller's open sessions, oldest first.
@@ -104,7 +112,10 @@ impl Identity {
             .subject(caller.user_id())
             .session(caller.session_id)
             .build();
-        Ok(self.store.end_user_sessions(caller.user_id(), Some(caller.session_id), now, &audit).await?)
+        Ok(self
+            .store
+            .end_user_sessions(caller.user_id(), Some(caller.session_id), now, &audit)
+            .await?)
     }
 
     fn view(&self, record: SessionRecord, caller: &Caller) -> SessionView {
@@ -113,6 +124,10 @@ impl Identity {
             .pending(record.session_id)
             .map_or(record.last_use_time, |p| p.max(record.last_use_time));
         let current = record.session_id == caller.session_id;
-        SessionView { record, last_use_time, current }
+        SessionView {
+            record,
+            last_use_time,
+            current,
+        }
     }
 }

@@ -9,14 +9,20 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
 /// Checks the rules every short free-text field shares: a length cap and no control characters.
 pub(crate) fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), FieldViolation> {
     if value.chars().count() > max_chars {
-        return Err(FieldViolation::new(field, format!("must be at most {max_chars} characters")));
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(FieldViolation::new(field, "must not contain control characters"));

@@ -25,7 +25,10 @@ impl Password {
             return Err(FieldViolation::new(field, "must not be empty"));
         }
         if raw.len() > MAX_PASSWORD_BYTES {
-            return Err(FieldViolation::new(field, format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
+            return Err(FieldViolation::new(
+                field,
+                format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+            ));
         }
         Ok(Self(SecretString::from(raw.to_owned())))
     }

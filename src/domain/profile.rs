@@ -33,7 +33,10 @@ impl UserProfile {
         check("date_format", &self.date_format, MAX_SHORT_CHARS);
         check("employee_number", &self.employee_number, MAX_SHORT_CHARS);
         if !self.email.is_empty() && !self.email.contains('@') {
-            violations.push(FieldViolation::new(format!("{prefix}email"), "must be an e-mail address"));
+            violations.push(FieldViolation::new(
+                format!("{prefix}email"),
+                "must be an e-mail address",
+            ));
         }
         if !self.time_zone.is_empty() && self.time_zone.parse::<chrono_tz::Tz>().is_err() {
             violations.push(FieldViolation::new(

@@ -12,7 +12,12 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::SystemAdmin, Role::TenantAdmin, Role::CustomerSupport, Role::ProxyLogin];
+    pub const ALL: [Role; 4] = [
+        Role::SystemAdmin,
+        Role::TenantAdmin,
+        Role::CustomerSupport,
+        Role::ProxyLogin,
+    ];
 
     fn bit(self) -> i32 {
         match self {

@@ -22,10 +22,16 @@ impl AdminApi {
 fn mask_paths(mask: Option<prost_types::FieldMask>, allowed: &[&str]) -> Result<Vec<String>, Error> {
     let paths = mask.map(|m| m.paths).unwrap_or_default();
     if paths.is_empty() {
-        return Err(Error::invalid("update_mask", format!("must name the fields to change: {}", allowed.join(", "))));
+        return Err(Error::invalid(
+            "update_mask",
+            format!("must name the fields to change: {}", allowed.join(", ")),
+        ));
     }
     if let Some(bad) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
-        return Err(Error::invalid("update_mask", format!("{bad:?} cannot be changed; use {}", allowed.join(", "))));
+        return Err(Error::invalid(
+            "update_mask",
+            format!("{bad:?} cannot be changed; use {}", allowed.join(", ")),
+        ));
     }
     Ok(paths)
 }
@@ -53,18 +59,25 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 .identity
                 .create_tenant(&caller, &t.name, expiry, t.max_access_token_days, served, &meta)
                 .await?;
-            Ok(pb::CreateTenantResponse { tenant: Some(convert::tenant(tenant)) })
+            Ok(pb::CreateTenantResponse {
+                tenant: Some(convert::tenant(tenant)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
     }
 
-    async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Result<Response<pb::GetTenantResponse>, Status> {
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::GetTenantResponse>, Status> {
         let result = async {
             let (caller, _, req) = authenticated(&self.identity, request).await?;
             let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
             let tenant = self.identity.get_tenant(&caller, tenant_id).await?;
-            Ok(pb::GetTenantResponse { tenant: Some(convert::tenant(tenant)) })
+            Ok(pb::GetTenantResponse {
+                tenant: Some(convert::tenant(tenant)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
@@ -96,13 +109,18 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 }
             }
             let tenant = self.identity.update_tenant(&caller, tenant_id, patch, &meta).await?;
-            Ok(pb::UpdateTenantResponse { tenant: Some(convert::tenant(tenant)) })
+            Ok(pb::UpdateTenantResponse {
+                tenant: Some(convert::tenant(tenant)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
     }
 
-    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::CreateUserResponse>, Status> {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let result = async {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
             let u = req.user.ok_or_else(|| Error::invalid("user", "is required"))?;
@@ -122,7 +140,9 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 },
             };
             let user = self.identity.create_user(&caller, new, &meta).await?;
-            Ok(pb::CreateUserResponse { user: Some(convert::user(user)) })
+            Ok(pb::CreateUserResponse {
+                user: Some(convert::user(user)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
@@ -131,14 +151,22 @@ impl pb::admin_service_server::AdminService for AdminApi {
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
         let result = async {
             let (caller, _, req) = authenticated(&self.identity, request).await?;
-            let user = self.identity.get_user(&caller, parse_id("user_id", &req.user_id)?).await?;
-            Ok(pb::GetUserResponse { user: Some(convert::user(user)) })
+            let user = self
+                .identity
+                .get_user(&caller, parse_id("user_id", &req.user_id)?)
+                .await?;
+            Ok(pb::GetUserResponse {
+                user: Some(convert::user(user)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
     }
 
-    async fn list_users(&self, request: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let result = async {
             let (caller, _, req) = authenticated(&self.identity, request).await?;
             let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
@@ -153,14 +181,25 @@ impl pb::admin_service_server::AdminService for AdminApi {
         result.map(Response::new).map_err(to_status)
     }
 
-    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::UpdateUserResponse>, Status> {
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
         let result = async {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
             let u = req.user.ok_or_else(|| Error::invalid("user", "is required"))?;
             let user_id = parse_id("user.user_id", &u.user_id)?;
             let paths = mask_paths(
                 req.update_mask,
-                &["email", "first_name", "last_name", "time_zone", "locale", "date_format", "employee_number"],
+                &[
+                    "email",
+                    "first_name",
+                    "last_name",
+                    "time_zone",
+                    "locale",
+                    "date_format",
+                    "employee_number",
+                ],
             )?;
             let mut patch = UserPatch::default();
             for path in &paths {
@@ -176,27 +215,45 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 *slot = Some(value.clone());
             }
             let user = self.identity.update_user(&caller, user_id, patch, &meta).await?;
-            Ok(pb::UpdateUserResponse { user: Some(convert::user(user)) })
+            Ok(pb::UpdateUserResponse {
+                user: Some(convert::user(user)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
     }
 
-    async fn disable_user(&self, request: Request<pb::DisableUserRequest>) -> Result<Response<pb::DisableUserResponse>, Status> {
+    async fn disable_user(
+        &self,
+        request: Request<pb::DisableUserRequest>,
+    ) -> Result<Response<pb::DisableUserResponse>, Status> {
         let result = async {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
-            let user = self.identity.set_user_disabled(&caller, parse_id("user_id", &req.user_id)?, true, &meta).await?;
-            Ok(pb::DisableUserResponse { user: Some(convert::user(user)) })
+            let user = self
+                .identity
+                .set_user_disabled(&caller, parse_id("user_id", &req.user_id)?, true, &meta)
+                .await?;
+            Ok(pb::DisableUserResponse {
+                user: Some(convert::user(user)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
     }
 
-    async fn enable_user(&self, request: Request<pb::EnableUserRequest>) -> Result<Response<pb::EnableUserResponse>, Status> {
+    async fn enable_user(
+        &self,
+        request: Request<pb::EnableUserRequest>,
+    ) -> Result<Response<pb::EnableUserResponse>, Status> {
         let result = async {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
-            let user = self.identity.set_user_disabled(&caller, parse_id("user_id", &req.user_id)?, false, &meta).await?;
-            Ok(pb::EnableUserResponse { user: Some(convert::user(user)) })
+            let user = self
+                .identity
+                .set_user_disabled(&caller, parse_id("user_id", &req.user_id)?, false, &meta)
+                .await?;
+            Ok(pb::EnableUserResponse {
+                user: Some(convert::user(user)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
@@ -211,7 +268,9 @@ impl pb::admin_service_server::AdminService for AdminApi {
             let user_id = parse_id("user_id", &req.user_id)?;
             let roles = roles_from("roles", &req.roles)?;
             let user = self.identity.set_user_roles(&caller, user_id, roles, &meta).await?;
-            Ok(pb::SetUserRolesResponse { user: Some(convert::user(user)) })
+            Ok(pb::SetUserRolesResponse {
+                user: Some(convert::user(user)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
@@ -224,9 +283,13 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let result = async {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
             let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
-            let account =
-                self.identity.create_service_account(&caller, tenant_id, &req.name, &req.description, &meta).await?;
-            Ok(pb::CreateServiceAccountResponse { service_account: Some(convert::service_account(account)) })
+            let account = self
+                .identity
+                .create_service_account(&caller, tenant_id, &req.name, &req.description, &meta)
+                .await?;
+            Ok(pb::CreateServiceAccountResponse {
+                service_account: Some(convert::service_account(account)),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)
@@ -260,8 +323,16 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 tenant_id: parse_optional_id("tenant_id", &req.tenant_id)?,
                 user_id: parse_optional_id("user_id", &req.user_id)?,
                 action: (!req.action.is_empty()).then_some(req.action),
-                start_time: req.start_time.as_ref().map(|t| from_timestamp("start_time", t)).transpose()?,
-                end_time: req.end_time.as_ref().map(|t| from_timestamp("end_time", t)).transpose()?,
+                start_time: req
+                    .start_time
+                    .as_ref()
+                    .map(|t| from_timestamp("start_time", t))
+                    .transpose()?,
+                end_time: req
+                    .end_time
+                    .as_ref()
+                    .map(|t| from_timestamp("end_time", t))
+                    .transpose()?,
             };
             let page = PageRequest::parse(req.page_size, &req.page_token)?;
             let (events, next) = self.identity.list_audit_events(&caller, filter, page).await?;

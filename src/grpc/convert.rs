@@ -9,7 +9,10 @@ use crate::domain::{PasswordExpiry, Role, Roles};
 use crate::store::{AuditRecord, ServiceAccountRecord, SessionKind, SessionRecord, TenantRecord, UserRecord};
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 pub fn from_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, Error> {

@@ -34,10 +34,16 @@ pub fn to_status(error: Error) -> Status {
     if let Error::AlreadyExists { field } = &error {
         metadata.insert("field".to_owned(), field.clone());
     }
-    let mut details = vec![ErrorDetail::from(ErrorInfo::new(error.reason(), ERROR_DOMAIN, metadata))];
+    let mut details = vec![ErrorDetail::from(ErrorInfo::new(
+        error.reason(),
+        ERROR_DOMAIN,
+        metadata,
+    ))];
     if let Error::InvalidArgument(violations) = &error {
-        let violations: Vec<FieldViolation> =
-            violations.iter().map(|v| FieldViolation::new(v.field.clone(), v.message.clone())).collect();
+        let violations: Vec<FieldViolation> = violations
+            .iter()
+            .map(|v| FieldViolation::new(v.field.clone(), v.message.clone()))
+            .collect();
         details.push(ErrorDetail::from(BadRequest::new(violations)));
     }
     Status::with_error_details_vec(code, error.to_string(), details)

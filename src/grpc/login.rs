@@ -27,12 +27,18 @@ impl pb::login_service_server::LoginService for LoginApi {
         let req = request.into_inner();
         if !req.token.is_empty() {
             if !req.password.is_empty() {
-                return Err(to_status(Error::invalid("token", "give either a token or a password, not both")));
+                return Err(to_status(Error::invalid(
+                    "token",
+                    "give either a token or a password, not both",
+                )));
             }
             return Err(unimplemented("login with a user access token"));
         }
-        let outcome =
-            self.identity.login_with_password(&req.user_name, &req.password, &meta).await.map_err(to_status)?;
+        let outcome = self
+            .identity
+            .login_with_password(&req.user_name, &req.password, &meta)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(login_response!(LoginResponse, outcome)))
     }
 
@@ -53,7 +59,9 @@ impl pb::login_service_server::LoginService for LoginApi {
             let session_id = parse_optional_id("session_id", &req.session_id)?;
             self.identity.logout(&caller, session_id, &meta).await?;
             // Only SSO sessions have an identity provider to send the browser to.
-            Ok(pb::LogoutResponse { redirect_url: String::new() })
+            Ok(pb::LogoutResponse {
+                redirect_url: String::new(),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)

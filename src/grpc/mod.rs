@@ -41,12 +41,12 @@ pub fn routes(identity: Identity, max_request_bytes: usize) -> Routes {
         LoginServiceServer::new(login::LoginApi::new(identity.clone())).max_decoding_message_size(max_request_bytes),
     )
     .add_service(
-            SessionServiceServer::new(session::SessionApi::new(identity.clone()))
-                .max_decoding_message_size(max_request_bytes),
-        )
-        .add_service(
-            AccessTokenServiceServer::new(access_token::AccessTokenApi::new(identity.clone()))
-                .max_decoding_message_size(max_request_bytes),
-        )
-        .add_service(AdminServiceServer::new(admin::AdminApi::new(identity)).max_decoding_message_size(max_request_bytes))
+        SessionServiceServer::new(session::SessionApi::new(identity.clone()))
+            .max_decoding_message_size(max_request_bytes),
+    )
+    .add_service(
+        AccessTokenServiceServer::new(access_token::AccessTokenApi::new(identity.clone()))
+            .max_decoding_message_size(max_request_bytes),
+    )
+    .add_service(AdminServiceServer::new(admin::AdminApi::new(identity)).max_decoding_message_size(max_request_bytes))
 }

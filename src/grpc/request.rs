@@ -13,7 +13,9 @@ pub fn bearer<T>(request: &Request<T>) -> Option<&str> {
 }
 
 pub fn meta<T>(request: &Request<T>) -> RequestMeta {
-    RequestMeta { peer: request.remote_addr().map(|a| a.to_string()) }
+    RequestMeta {
+        peer: request.remote_addr().map(|a| a.to_string()),
+    }
 }
 
 /// Authenticates the caller and splits the request into caller, metadata and message.
@@ -33,5 +35,9 @@ pub fn parse_id(field: &str, raw: &str) -> Result<Uuid, Error> {
 
 /// Parses an optional id field: empty means none.
 pub fn parse_optional_id(field: &str, raw: &str) -> Result<Option<Uuid>, Error> {
-    if raw.is_empty() { Ok(None) } else { parse_id(field, raw).map(Some) }
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, raw).map(Some)
+    }
 }

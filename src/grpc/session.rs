@@ -28,7 +28,11 @@ impl pb::session_service_server::SessionService for SessionApi {
         request: Request<pb::ValidateSessionRequest>,
     ) -> Result<Response<pb::ValidateSessionResponse>, Status> {
         let req = request.into_inner();
-        let validity = self.identity.validate_session(&req.session_token).await.map_err(to_status)?;
+        let validity = self
+            .identity
+            .validate_session(&req.session_token)
+            .await
+            .map_err(to_status)?;
         let response = match validity {
             None => pb::ValidateSessionResponse::default(),
             Some(v) => pb::ValidateSessionResponse {
@@ -69,7 +73,10 @@ impl pb::session_service_server::SessionService for SessionApi {
         Err(unimplemented("CreateSession"))
     }
 
-    async fn list_sessions(&self, _: Request<pb::ListSessionsRequest>) -> Result<Response<pb::ListSessionsResponse>, Status> {
+    async fn list_sessions(
+        &self,
+        _: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         Err(unimplemented("ListSessions"))
     }
 
@@ -125,7 +132,9 @@ impl pb::session_service_server::SessionService for SessionApi {
         let result = async {
             let (caller, meta, _) = authenticated(&self.identity, request).await?;
             let revoked = self.identity.revoke_my_other_sessions(&caller, &meta).await?;
-            Ok(pb::RevokeMyOtherSessionsResponse { revoked_count: i32::try_from(revoked).unwrap_or(i32::MAX) })
+            Ok(pb::RevokeMyOtherSessionsResponse {
+                revoked_count: i32::try_from(revoked).unwrap_or(i32::MAX),
+            })
         }
         .await;
         result.map(Response::new).map_err(to_status)

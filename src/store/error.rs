@@ -17,12 +17,23 @@ impl StoreError {
     pub fn from_sqlx(e: sqlx::Error, unique_field: &'static str) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::UniqueViolation { field: unique_field },
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_sqlstate(&c)) => {
+                Self::Unavailable(e.into())
+            }
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
                 Self::Unavailable(e.into())
             }
             _ => Self::Other(e.into()),
         }
     }
+}
+
+/// SQLSTATEs that mean "the database cannot serve right now", not "this query is wrong":
+/// connection exceptions (08), operator intervention such as a shutdown or a terminated backend
+/// (57P), insufficient resources (53), a database that does not exist (3D000) or is not
+/// accepting connections (55000, raised at connect).
+fn is_unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") || code == "3D000" || code == "55000"
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -11,8 +11,7 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use records::{
-    AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup, SessionRecord, TenantRecord,
-    UserRecord,
+    AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup, SessionRecord, TenantRecord, UserRecord,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;

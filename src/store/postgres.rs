@@ -157,8 +157,12 @@ impl Store for PostgresStore {
     async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditRecord) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         // Serialises concurrent first starts: only one of them sees an empty table.
-        sqlx::query("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
-        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *tx).await?;
+        sqlx::query("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+            .fetch_one(&mut *tx)
+            .await?;
         if existing > 0 {
             return Ok(false);
         }
@@ -236,7 +240,10 @@ impl Store for PostgresStore {
     }
 
     async fn get_user(&self, user_id: Uuid) -> StoreResult<Option<UserRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM users WHERE user_id = $1").bind(user_id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn find_user_by_name(&self, user_name_key: &str) -> StoreResult<Option<UserRecord>> {
@@ -402,9 +409,9 @@ impl Store for PostgresStore {
             "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
              s.last_use_time, s.end_time, s.impersonator_user_id FROM sessions s WHERE s.session_id = $1",
         )
-            .bind(session_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(session_from_row).transpose()
     }
 

@@ -1,0 +1,120 @@
+use std::time::Duration;
+
+use identityd::grpc::SERVICE_NAMES;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+use crate::support::app::{TestApp, TestEnv};
+
+pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
+    tests![
+        every_service_reports_serving,
+        health_follows_the_database,
+        reflection_lists_every_service
+    ]
+}
+
+async fn watch_until(client: &mut HealthClient<tonic::transport::Channel>, service: &str, wanted: ServingStatus) {
+    let mut updates = client
+        .watch(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let wait = async {
+        while let Some(update) = updates.message().await.expect("health stream") {
+            if update.status == wanted as i32 {
+                return;
+            }
+        }
+        panic!("health stream ended before {wanted:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{service:?} never became {wanted:?}"));
+}
+
+async fn every_service_reports_serving(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let mut health = HealthClient::new(app.channel.clone());
+    for service in SERVICE_NAMES.iter().chain(&[""]) {
+        watch_until(&mut health, service, ServingStatus::Serving).await;
+    }
+    app.finish().await;
+}
+
+async fn health_follows_the_database(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let mut health = HealthClient::new(app.channel.clone());
+    watch_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
+    // Take the database away under the running server.
+    let db_name = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut maintenance = sqlx::PgConnection::connect(&env.postgres_base_url).await.unwrap();
+    use sqlx::Connection;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {db_name} ALLOW_CONNECTIONS false"
+    )))
+    .execute(&mut maintenance)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}'"
+    )))
+    .execute(&mut maintenance)
+    .await
+    .unwrap();
+    watch_until(&mut health, "identity.v1.SessionService", ServingStatus::NotServing).await;
+    let status = app
+        .login(crate::support::app::ADMIN_USER, "whatever")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {db_name} ALLOW_CONNECTIONS true"
+    )))
+    .execute(&mut maintenance)
+    .await
+    .unwrap();
+    watch_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
+    app.finish().await;
+}
+
+async fn reflection_lists_every_service(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let mut reflection = ServerReflectionClient::new(app.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("a response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for wanted in SERVICE_NAMES
+        .iter()
+        .chain(&["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"])
+    {
+        assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
+    }
+    app.finish().await;
+}

@@ -1,0 +1,273 @@
+use std::time::Instant;
+
+use identityd::grpc::pb;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tonic::Code;
+
+use crate::support::app::{
+    ADMIN_PASSWORD, ADMIN_TENANT, ADMIN_USER, TestApp, TestEnv, assert_error, bearer, violated_fields,
+};
+
+pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
+    tests![
+        login_returns_the_profile_the_session_and_a_token,
+        user_names_are_case_insensitive,
+        failed_logins_are_indistinguishable,
+        failed_logins_take_the_same_time,
+        bad_login_input_is_refused_with_the_field_named,
+        session_tokens_are_stored_only_as_hashes,
+        logins_and_failures_are_audited,
+        expired_passwords_force_a_change,
+        oversized_requests_are_refused,
+        unimplemented_calls_say_so,
+    ]
+}
+
+async fn login_returns_the_profile_the_session_and_a_token(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let login = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
+    let user = login.user.expect("user");
+    assert_eq!(user.user_name, ADMIN_USER);
+    assert_eq!(user.email, ADMIN_USER);
+    assert_eq!(login.organization_name, ADMIN_TENANT);
+    assert_eq!(login.organization_id, user.tenant_id);
+    assert!(user.roles.contains(&(pb::Role::SystemAdmin as i32)));
+    let session = login.session.expect("session");
+    assert_eq!(session.user_id, user.user_id);
+    assert_eq!(session.kind, pb::SessionKind::Password as i32);
+    assert!(session.current);
+    let (created, expires) = (session.create_time.unwrap(), session.expire_time.unwrap());
+    assert_eq!(
+        expires.seconds - created.seconds,
+        12 * 3600,
+        "default lifetime is 12 hours"
+    );
+    assert!(login.session_token.starts_with("idsess_"));
+    assert!(login.session_token.len() >= 7 + 43, "at least 256 random bits");
+    assert!(!login.is_force_change_password);
+    app.finish().await;
+}
+
+async fn user_names_are_case_insensitive(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let login = app.login_ok(&ADMIN_USER.to_uppercase(), ADMIN_PASSWORD).await;
+    assert_eq!(
+        login.user.unwrap().user_name,
+        ADMIN_USER,
+        "the name is returned as it was created"
+    );
+    app.finish().await;
+}
+
+async fn failed_logins_are_indistinguishable(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let disabled = app
+        .create_user(&app.admin_tenant_id, "gone@example.com", "a long password", &[])
+        .await;
+    app.admin
+        .clone()
+        .disable_user(bearer(
+            pb::DisableUserRequest {
+                user_id: disabled.user_id.clone(),
+            },
+            &app.admin_token,
+        ))
+        .await
+        .expect("disable");
+
+    let wrong_password = app.login(ADMIN_USER, "not the password").await.unwrap_err();
+    let unknown_user = app.login("nobody@example.com", "not the password").await.unwrap_err();
+    let disabled_user = app.login("gone@example.com", "a long password").await.unwrap_err();
+    for status in [&wrong_password, &unknown_user, &disabled_user] {
+        assert_error(status, Code::Unauthenticated, "INVALID_CREDENTIALS");
+        assert_eq!(status.message(), wrong_password.message());
+    }
+    app.finish().await;
+}
+
+async fn failed_logins_take_the_same_time(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let disabled = app
+        .create_user(&app.admin_tenant_id, "gone@example.com", "a long password", &[])
+        .await;
+    app.admin
+        .clone()
+        .disable_user(bearer(
+            pb::DisableUserRequest {
+                user_id: disabled.user_id,
+            },
+            &app.admin_token,
+        ))
+        .await
+        .expect("disable");
+    let cases = [
+        (ADMIN_USER, "not the password"),
+        ("nobody@example.com", "not the password"),
+        ("gone@example.com", "a long password"),
+    ];
+    // Interleaved rounds, so that drift in machine load touches every case alike.
+    const ROUNDS: usize = 15;
+    let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for round in 0..ROUNDS + 2 {
+        for (i, (user, password)) in cases.iter().enumerate() {
+            let start = Instant::now();
+            let status = app.login(user, password).await.unwrap_err();
+            let elapsed = start.elapsed().as_secs_f64();
+            assert_eq!(status.code(), Code::Unauthenticated);
+            if round >= 2 {
+                samples[i].push(elapsed);
+            }
+        }
+    }
+    let medians: Vec<f64> = samples
+        .iter_mut()
+        .map(|s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect();
+    let (min, max) = medians
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), m| (lo.min(*m), hi.max(*m)));
+    eprintln!("median failed-login times (wrong password, unknown user, disabled user): {medians:?}");
+    assert!(max <= min * 1.10, "median times differ by more than 10%: {medians:?}");
+    app.finish().await;
+}
+
+async fn bad_login_input_is_refused_with_the_field_named(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let empty_name = app.login("  ", "whatever").await.unwrap_err();
+    assert_error(&empty_name, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&empty_name), ["user_name"]);
+    let empty_password = app.login(ADMIN_USER, "").await.unwrap_err();
+    assert_eq!(violated_fields(&empty_password), ["password"]);
+    let long_name = app.login(&"x".repeat(300), "whatever").await.unwrap_err();
+    assert_eq!(violated_fields(&long_name), ["user_name"]);
+    assert!(
+        long_name.message().contains("at most 255"),
+        "says what to fix: {}",
+        long_name.message()
+    );
+    let both = pb::LoginRequest {
+        user_name: ADMIN_USER.into(),
+        password: "x".into(),
+        token: "y".into(),
+    };
+    let both = app.login.clone().login(both).await.unwrap_err();
+    assert_eq!(violated_fields(&both), ["token"]);
+    app.finish().await;
+}
+
+async fn session_tokens_are_stored_only_as_hashes(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let login = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
+    let session_id: uuid::Uuid = login.session.unwrap().session_id.parse().unwrap();
+    let mut db = app.db().await;
+    let row = sqlx::query("SELECT token_hash, sessions::text AS whole FROM sessions WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let hash: Vec<u8> = row.get("token_hash");
+    assert_eq!(hash, Sha256::digest(login.session_token.as_bytes()).to_vec());
+    let whole: String = row.get("whole");
+    let secret_part = &login.session_token["idsess_".len()..];
+    assert!(!whole.contains(secret_part), "the token itself is not stored");
+    let audit: Vec<String> = sqlx::query_scalar("SELECT audit_events::text FROM audit_events")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .all(|row| !row.contains(secret_part) && !row.contains(ADMIN_PASSWORD))
+    );
+    app.finish().await;
+}
+
+async fn logins_and_failures_are_audited(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    app.login(ADMIN_USER, "wrong password").await.unwrap_err();
+    app.login("nobody@example.com", "wrong password").await.unwrap_err();
+    let list = |action: &str| {
+        let request = pb::ListAuditEventsRequest {
+            action: action.into(),
+            ..Default::default()
+        };
+        let mut admin = app.admin.clone();
+        let request = bearer(request, &app.admin_token);
+        async move {
+            admin
+                .list_audit_events(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .audit_events
+        }
+    };
+    let failed = list("login.failed").await;
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0].subject_user_id, app.admin_user_id);
+    assert_eq!(failed[0].details["failure"], "wrong_password");
+    assert_eq!(failed[1].details["user_name"], "nobody@example.com");
+    assert!(failed[1].subject_user_id.is_empty());
+    assert!(failed.iter().all(|e| !e.peer_address.is_empty()));
+    let succeeded = list("login.succeeded").await;
+    assert_eq!(succeeded.len(), 1, "the harness's own admin login");
+    assert!(!succeeded[0].session_id.is_empty());
+    app.finish().await;
+}
+
+async fn expired_passwords_force_a_change(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let tenant = pb::Tenant {
+        tenant_id: app.admin_tenant_id.clone(),
+        password_expiry: pb::PasswordExpiry::Days15 as i32,
+        ..Default::default()
+    };
+    let mask = prost_types::FieldMask {
+        paths: vec!["password_expiry".into()],
+    };
+    app.admin
+        .clone()
+        .update_tenant(bearer(
+            pb::UpdateTenantRequest {
+                tenant: Some(tenant),
+                update_mask: Some(mask),
+            },
+            &app.admin_token,
+        ))
+        .await
+        .expect("update tenant");
+    app.clock.advance(chrono::Duration::days(14));
+    assert!(!app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.is_force_change_password);
+    app.clock.advance(chrono::Duration::days(2));
+    let login = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
+    assert!(
+        login.is_force_change_password,
+        "16 days after the change, a 15-day policy forces a change"
+    );
+    assert!(app.validate(&login.session_token).await.is_force_change_password);
+    app.finish().await;
+}
+
+async fn oversized_requests_are_refused(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let status = app.login(ADMIN_USER, &"x".repeat(100 * 1024)).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    app.finish().await;
+}
+
+async fn unimplemented_calls_say_so(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let status = app
+        .login
+        .clone()
+        .proxy_login(pb::ProxyLoginRequest::default())
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
+    assert!(status.message().contains("ProxyLogin"));
+    app.finish().await;
+}

@@ -1,0 +1,244 @@
+//! A real identityd on an OS-chosen port over a fresh database, with generated clients.
+
+use std::sync::Arc;
+
+use identityd::clock::ManualClock;
+use identityd::config::Config;
+use identityd::core::BootstrapRequest;
+use identityd::grpc::pb;
+use identityd::grpc::pb::admin_service_client::AdminServiceClient;
+use identityd::grpc::pb::login_service_client::LoginServiceClient;
+use identityd::grpc::pb::session_service_client::SessionServiceClient;
+use identityd::startup::Application;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+use super::postgres::database_url;
+
+pub const ADMIN_USER: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+pub const ADMIN_TENANT: &str = "Example Inc.";
+
+/// Where the test databases are created.
+#[derive(Clone)]
+pub struct TestEnv {
+    pub postgres_base_url: String,
+}
+
+/// One running server over its own database.
+pub struct TestApp {
+    pub clock: ManualClock,
+    pub channel: Channel,
+    pub login: LoginServiceClient<Channel>,
+    pub sessions: SessionServiceClient<Channel>,
+    pub admin: AdminServiceClient<Channel>,
+    /// A direct connection to the test database, to check what is stored.
+    pub database_url: String,
+    /// The bootstrap administrator's session token and tenant.
+    pub admin_token: String,
+    pub admin_tenant_id: String,
+    pub admin_user_id: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    env: TestEnv,
+    db_name: String,
+}
+
+impl TestApp {
+    pub async fn spawn(env: &TestEnv) -> TestApp {
+        Self::spawn_with(env, |_| {}).await
+    }
+
+    /// Spawns with a configuration adjusted by `tweak`.
+    pub async fn spawn_with(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db_name = format!("identityd_test_{}", uuid::Uuid::new_v4().simple());
+        let mut maintenance = sqlx::PgConnection::connect(&env.postgres_base_url)
+            .await
+            .expect("connect to Postgres");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&mut maintenance)
+            .await
+            .expect("create test database");
+        maintenance.close().await.ok();
+        let database_url = database_url(&env.postgres_base_url, &db_name);
+        let mut config = Config::for_database(&database_url);
+        config.db_max_connections = 8;
+        tweak(&mut config);
+        let clock = ManualClock::default();
+        let app = Application::build_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .expect("build the application");
+        let bootstrap = BootstrapRequest {
+            tenant_name: ADMIN_TENANT.into(),
+            user_name: ADMIN_USER.into(),
+            password: ADMIN_PASSWORD.into(),
+            email: ADMIN_USER.into(),
+        };
+        assert!(app.identity().bootstrap(&bootstrap).await.expect("bootstrap"));
+        let addr = app.local_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        let mut app = TestApp {
+            clock,
+            login: LoginServiceClient::new(channel.clone()),
+            sessions: SessionServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel.clone()),
+            channel,
+            database_url,
+            admin_token: String::new(),
+            admin_tenant_id: String::new(),
+            admin_user_id: String::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+            env: env.clone(),
+            db_name,
+        };
+        let login = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
+        app.admin_token = login.session_token;
+        app.admin_tenant_id = login.organization_id;
+        app.admin_user_id = login.user.unwrap().user_id;
+        app
+    }
+
+    /// Stops the server gracefully (in-flight calls finish, last-use times are written) and waits.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+
+    /// Stops the server and drops its database.
+    pub async fn finish(mut self) {
+        self.stop().await;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.env.postgres_base_url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            )))
+            .execute(&mut c)
+            .await;
+        }
+    }
+
+    pub async fn db(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub async fn login(&self, user_name: &str, password: &str) -> Result<pb::LoginResponse, Status> {
+        let request = pb::LoginRequest {
+            user_name: user_name.into(),
+            password: password.into(),
+            token: String::new(),
+        };
+        self.login.clone().login(request).await.map(|r| r.into_inner())
+    }
+
+    pub async fn login_ok(&self, user_name: &str, password: &str) -> pb::LoginResponse {
+        self.login(user_name, password)
+            .await
+            .unwrap_or_else(|e| panic!("login of {user_name} failed: {e:?}"))
+    }
+
+    /// Creates a user in a tenant as the bootstrap administrator.
+    pub async fn create_user(&self, tenant_id: &str, user_name: &str, password: &str, roles: &[pb::Role]) -> pb::User {
+        let request = pb::CreateUserRequest {
+            user: Some(pb::User {
+                tenant_id: tenant_id.into(),
+                user_name: user_name.into(),
+                email: user_name.into(),
+                first_name: "Test".into(),
+                last_name: "User".into(),
+                roles: roles.iter().map(|r| *r as i32).collect(),
+                ..Default::default()
+            }),
+            password: password.into(),
+        };
+        self.admin
+            .clone()
+            .create_user(bearer(request, &self.admin_token))
+            .await
+            .expect("create user")
+            .into_inner()
+            .user
+            .unwrap()
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> pb::Tenant {
+        let request = pb::CreateTenantRequest {
+            tenant: Some(pb::Tenant {
+                name: name.into(),
+                ..Default::default()
+            }),
+        };
+        self.admin
+            .clone()
+            .create_tenant(bearer(request, &self.admin_token))
+            .await
+            .expect("create tenant")
+            .into_inner()
+            .tenant
+            .unwrap()
+    }
+
+    pub async fn validate(&self, token: &str) -> pb::ValidateSessionResponse {
+        self.sessions
+            .clone()
+            .validate_session(pb::ValidateSessionRequest {
+                session_token: token.into(),
+            })
+            .await
+            .expect("ValidateSession never fails for a bad token")
+            .into_inner()
+    }
+}
+
+/// Wraps a message in a request with `authorization: Bearer <token>`.
+pub fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Asserts a status's code and `ErrorInfo` reason.
+pub fn assert_error(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "unexpected reason in {status:?}");
+    assert_eq!(info.domain, "identityd");
+}
+
+/// The fields named by a status's `BadRequest` details.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+impl TestApp {
+    /// The time on the server's clock.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use identityd::clock::Clock;
+        self.clock.now()
+    }
+}
