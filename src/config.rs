@@ -1,8 +1,9 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::HashingSettings;
 use crate::core::SessionSettings;
@@ -15,9 +16,14 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Database URL: postgres://user:password@host/db
+    /// Database URL: postgres://user:password@host/db, sqlite://PATH or sqlite::memory:.
+    /// Unset: the embedded SQLite database in the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: SecretString,
+    pub database_url: Option<SecretString>,
+
+    /// Where the embedded SQLite database lives when no database URL is given.
+    #[arg(long, env = "IDENTITYD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
 
     /// Most connections the database pool opens.
     #[arg(long, env = "IDENTITYD_DB_MAX_CONNECTIONS", default_value_t = 16)]
@@ -101,6 +107,14 @@ impl Config {
         config.bootstrap_user = None;
         config.bootstrap_password = None;
         config
+    }
+
+    /// The database URL in force: the one given, or the embedded SQLite file in the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("identityd.db").display()),
+        }
     }
 
     pub fn hashing(&self) -> HashingSettings {

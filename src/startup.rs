@@ -18,6 +18,7 @@ use crate::core::{BootstrapRequest, Identity, LastUseRecorder};
 use crate::grpc;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
 
 /// How often the database is pinged to keep the health status true.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -31,15 +32,24 @@ pub struct Application {
     config: Config,
 }
 
-/// Opens the store a configuration names and applies its migrations.
+/// Opens the store a configuration names and applies its migrations. The URL's scheme picks the
+/// store: `postgres://` (or `postgresql://`), `sqlite://PATH` or `sqlite::memory:`.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let url = config.database_url.expose_secret();
+    let url = config.effective_database_url();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect_lazy(url, config.db_max_connections)?;
+        let store = PostgresStore::connect_lazy(&url, config.db_max_connections)?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(&url, config.db_max_connections).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else {
-        anyhow::bail!("unsupported database URL scheme: use postgres://")
+        // Only the scheme is named: the rest of a URL may hold a password.
+        let scheme = url.split(':').next().unwrap_or_default();
+        anyhow::bail!(
+            "unsupported database URL scheme {scheme:?}: use postgres://USER@HOST/DB, sqlite://PATH or sqlite::memory:"
+        )
     }
 }
 
@@ -67,14 +77,7 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         let (identity, last_use) = build_identity(&config, store, clock)?;
-        if let Some(request) = bootstrap_from_config(&config)?
-            && identity
-                .bootstrap(&request)
-                .await
-                .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
-        {
-            tracing::info!(tenant = %request.tenant_name, user = %request.user_name, "created the first tenant and administrator");
-        }
+        bootstrap_at_start(&identity, &config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -151,6 +154,50 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         // google.rpc error details, so that clients can decode ErrorInfo and BadRequest.
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Creates the first tenant and administrator on a first start: from the bootstrap variables when
+/// they are set; on the zero-setup embedded store, with a generated password.
+async fn bootstrap_at_start(identity: &Identity, config: &Config) -> anyhow::Result<()> {
+    let Some(request) = bootstrap_from_config(config)? else {
+        if config.database_url.is_none() {
+            bootstrap_generated(identity, config).await?;
+        }
+        return Ok(());
+    };
+    if identity
+        .bootstrap(&request)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
+    {
+        tracing::info!(tenant = %request.tenant_name, user = %request.user_name, "created the first tenant and administrator");
+    }
+    Ok(())
+}
+
+/// Creates the first administrator with a generated password if the database has no tenant,
+/// and prints the credentials once, to standard output rather than to the logs.
+async fn bootstrap_generated(identity: &Identity, config: &Config) -> anyhow::Result<()> {
+    let password = crate::auth::generate_password();
+    let request = BootstrapRequest {
+        tenant_name: "Default".into(),
+        user_name: "admin".into(),
+        password: password.clone(),
+        email: String::new(),
+    };
+    if identity
+        .bootstrap(&request)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
+    {
+        println!(
+            "identityd: created the first tenant \"Default\" and its administrator \"admin\" with the password {password}\n\
+             identityd: it is shown only this once. Log in with:\n  \
+             grpcurl -plaintext -d '{{\"user_name\": \"admin\", \"password\": \"{password}\"}}' {} identity.v1.LoginService/Login",
+            config.listen
+        );
+    }
+    Ok(())
 }
 
 fn bootstrap_from_config(config: &Config) -> anyhow::Result<Option<BootstrapRequest>> {

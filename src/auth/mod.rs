@@ -5,3 +5,14 @@ mod session_token;
 
 pub use password_hasher::{HashingError, HashingSettings, PasswordHasher};
 pub use session_token::{SessionToken, TokenHash};
+
+/// A password for a generated administrator: 24 characters from an alphabet without look-alikes
+/// (about 138 bits).
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..24)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}

@@ -4,6 +4,7 @@
 mod error;
 pub mod postgres;
 mod records;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -135,12 +135,7 @@ async fn bad_user_input_writes_nothing(env: TestEnv) {
     let mut fields = violated_fields(&status);
     fields.sort();
     assert_eq!(fields, ["password", "user.email", "user.time_zone", "user.user_name"]);
-    let mut db = app.db().await;
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(users, 1, "only the administrator");
+    assert_eq!(app.db.count("users").await, 1, "only the administrator");
     let bad_tenant = pb::CreateUserRequest {
         user: Some(pb::User {
             tenant_id: "nope".into(),
@@ -618,7 +613,7 @@ async fn bootstrap_happens_once(env: TestEnv) {
         password: "another long password".into(),
         email: String::new(),
     };
-    let config = identityd::config::Config::for_database(&app.database_url);
+    let config = identityd::config::Config::for_database(&app.db.url);
     let store = identityd::startup::open_store(&config).await.unwrap();
     let (identity, _) =
         identityd::startup::build_identity(&config, store, std::sync::Arc::new(identityd::clock::SystemClock)).unwrap();

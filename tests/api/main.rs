@@ -14,32 +14,61 @@ macro_rules! tests {
 mod support;
 
 mod admin;
+mod concurrency;
 mod health;
 mod login;
 mod sessions;
+mod startup;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Trial};
 use support::app::TestEnv;
+use support::db::StoreKind;
 use support::postgres::TestPostgres;
 
 type TestFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 type TestFn = fn(TestEnv) -> TestFuture;
+/// Tests with their full names (`module::test`).
+type NamedTests = Vec<(String, TestFn)>;
 
-fn all_tests() -> Vec<(String, TestFn)> {
-    let modules: [(&str, Vec<(&str, TestFn)>); 4] = [
+/// Every test with its name, for one store: those that may run in parallel, and those that must
+/// run alone.
+fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
+    let exclusive = named(vec![("login", login::exclusive_tests())]);
+    let mut modules: Vec<(&str, Vec<(&str, TestFn)>)> = vec![
         ("health", health::tests()),
         ("login", login::tests()),
         ("sessions", sessions::tests()),
         ("admin", admin::tests()),
+        ("concurrency", concurrency::tests()),
     ];
+    match store {
+        StoreKind::Postgres => modules.push(("health", health::postgres_tests())),
+        StoreKind::Sqlite => modules.push(("startup", startup::tests())),
+    }
+    (named(modules), exclusive)
+}
+
+fn named(modules: Vec<(&str, Vec<(&'static str, TestFn)>)>) -> NamedTests {
     modules
         .into_iter()
         .flat_map(|(module, tests)| tests.into_iter().map(move |(name, f)| (format!("{module}::{name}"), f)))
         .collect()
+}
+
+fn trial(store: StoreKind, env: &TestEnv, name: &str, test: TestFn) -> Trial {
+    let env = env.clone();
+    Trial::test(format!("{}::{name}", store.name()), move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(test(env));
+        Ok(())
+    })
 }
 
 fn main() {
@@ -48,27 +77,33 @@ fn main() {
         identityd::telemetry::init(identityd::telemetry::LogFormat::Text);
     }
     let mut postgres = TestPostgres::start();
-    eprintln!("integration tests against Postgres: {}", postgres.describe());
-    let env = TestEnv {
-        postgres_base_url: postgres.base_url().to_owned(),
-    };
-    let env = Arc::new(env);
-    let trials = all_tests()
-        .into_iter()
-        .map(|(name, test)| {
-            let env = env.clone();
-            Trial::test(format!("postgres::{name}"), move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                runtime.block_on(test(TestEnv::clone(&env)));
-                Ok(())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
+    eprintln!(
+        "integration tests run on every store: postgres ({}) and sqlite (a file per test)",
+        postgres.describe()
+    );
+    let (mut parallel, mut exclusive) = (Vec::new(), Vec::new());
+    for store in [StoreKind::Postgres, StoreKind::Sqlite] {
+        let env = TestEnv {
+            store,
+            postgres_base_url: postgres.base_url().to_owned(),
+        };
+        let (shared, alone) = all_tests(store);
+        parallel.extend(shared.into_iter().map(|(name, test)| trial(store, &env, &name, test)));
+        exclusive.extend(alone.into_iter().map(|(name, test)| trial(store, &env, &name, test)));
+    }
+    let parallel_run = libtest_mimic::run(&args, parallel);
+    let exclusive_run = libtest_mimic::run(
+        &Arguments {
+            test_threads: Some(1),
+            ..args
+        },
+        exclusive,
+    );
     postgres.stop();
-    conclusion.exit();
+    let passed = parallel_run.num_passed + exclusive_run.num_passed;
+    let failed = parallel_run.num_failed + exclusive_run.num_failed;
+    println!("integration: {passed} passed, {failed} failed");
+    if parallel_run.has_failed() || exclusive_run.has_failed() {
+        std::process::exit(101);
+    }
 }

@@ -1,4 +1,4 @@
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use identityd::grpc::pb;
 use tonic::Code;
 
@@ -98,16 +98,7 @@ async fn validation_does_not_write_last_use_until_the_flush(env: TestEnv) {
     .await;
     let login = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
     let session_id: uuid::Uuid = login.session.unwrap().session_id.parse().unwrap();
-    let stored = |db_url: String| async move {
-        let mut db = sqlx::PgConnection::connect(&db_url).await.unwrap();
-        sqlx::query_scalar::<_, DateTime<Utc>>("SELECT last_use_time FROM sessions WHERE session_id = $1")
-            .bind(session_id)
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
-    };
-    use sqlx::Connection;
-    let before = stored(app.database_url.clone()).await;
+    let before = app.db.session_last_use(session_id).await;
     app.clock.advance(Duration::minutes(5));
     for _ in 0..20 {
         assert!(app.validate(&login.session_token).await.valid);
@@ -126,13 +117,13 @@ async fn validation_does_not_write_last_use_until_the_flush(env: TestEnv) {
         "the service knows the last use"
     );
     assert_eq!(
-        stored(app.database_url.clone()).await,
+        app.db.session_last_use(session_id).await,
         before,
         "no write per validation"
     );
     app.stop().await;
     assert_eq!(
-        stored(app.database_url.clone()).await,
+        app.db.session_last_use(session_id).await,
         before + Duration::minutes(5),
         "written at shutdown"
     );

@@ -17,15 +17,17 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
+use super::db::{StoreKind, TestDb};
 use super::postgres::database_url;
 
 pub const ADMIN_USER: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub const ADMIN_TENANT: &str = "Example Inc.";
 
-/// Where the test databases are created.
+/// Which store a test runs on, and where its databases are created.
 #[derive(Clone)]
 pub struct TestEnv {
+    pub store: StoreKind,
     pub postgres_base_url: String,
 }
 
@@ -36,16 +38,20 @@ pub struct TestApp {
     pub login: LoginServiceClient<Channel>,
     pub sessions: SessionServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
-    /// A direct connection to the test database, to check what is stored.
-    pub database_url: String,
-    /// The bootstrap administrator's session token and tenant.
+    /// The test database, to check what is stored.
+    pub db: TestDb,
+    /// The configuration the server was built from; a restart reuses it.
+    pub config: Config,
+    /// The bootstrap administrator's session token, tenant and id.
     pub admin_token: String,
     pub admin_tenant_id: String,
     pub admin_user_id: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     env: TestEnv,
+    /// The Postgres database to drop, or the SQLite directory to remove, at the end.
     db_name: String,
+    sqlite_dir: Option<std::path::PathBuf>,
 }
 
 impl TestApp {
@@ -56,20 +62,28 @@ impl TestApp {
     /// Spawns with a configuration adjusted by `tweak`.
     pub async fn spawn_with(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let db_name = format!("identityd_test_{}", uuid::Uuid::new_v4().simple());
-        let mut maintenance = sqlx::PgConnection::connect(&env.postgres_base_url)
-            .await
-            .expect("connect to Postgres");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-            .execute(&mut maintenance)
-            .await
-            .expect("create test database");
-        maintenance.close().await.ok();
-        let database_url = database_url(&env.postgres_base_url, &db_name);
+        let (database_url, sqlite_dir) = match env.store {
+            StoreKind::Postgres => {
+                let mut maintenance = sqlx::PgConnection::connect(&env.postgres_base_url)
+                    .await
+                    .expect("connect to Postgres");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+                    .execute(&mut maintenance)
+                    .await
+                    .expect("create test database");
+                maintenance.close().await.ok();
+                (database_url(&env.postgres_base_url, &db_name), None)
+            }
+            StoreKind::Sqlite => {
+                let dir = std::env::temp_dir().join(&db_name);
+                (format!("sqlite://{}", dir.join("identityd.db").display()), Some(dir))
+            }
+        };
         let mut config = Config::for_database(&database_url);
         config.db_max_connections = 8;
         tweak(&mut config);
         let clock = ManualClock::default();
-        let app = Application::build_with_clock(config, Arc::new(clock.clone()))
+        let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
             .await
             .expect("build the application");
         let bootstrap = BootstrapRequest {
@@ -79,36 +93,48 @@ impl TestApp {
             email: ADMIN_USER.into(),
         };
         assert!(app.identity().bootstrap(&bootstrap).await.expect("bootstrap"));
-        let addr = app.local_addr();
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
-            let _ = rx.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect");
+        let (channel, shutdown, server) = serve(app).await;
         let mut app = TestApp {
             clock,
             login: LoginServiceClient::new(channel.clone()),
             sessions: SessionServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),
             channel,
-            database_url,
+            db: TestDb {
+                kind: env.store,
+                url: database_url,
+            },
+            config,
             admin_token: String::new(),
             admin_tenant_id: String::new(),
             admin_user_id: String::new(),
-            shutdown: Some(tx),
+            shutdown: Some(shutdown),
             server: Some(server),
             env: env.clone(),
             db_name,
+            sqlite_dir,
         };
         let login = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
         app.admin_token = login.session_token;
         app.admin_tenant_id = login.organization_id;
         app.admin_user_id = login.user.unwrap().user_id;
         app
+    }
+
+    /// Stops the server and starts a new one over the same database and clock, as after a restart
+    /// of the process; the clients follow it to its new port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let app = Application::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .expect("rebuild the application");
+        let (channel, shutdown, server) = serve(app).await;
+        self.login = LoginServiceClient::new(channel.clone());
+        self.sessions = SessionServiceClient::new(channel.clone());
+        self.admin = AdminServiceClient::new(channel.clone());
+        self.channel = channel;
+        self.shutdown = Some(shutdown);
+        self.server = Some(server);
     }
 
     /// Stops the server gracefully (in-flight calls finish, last-use times are written) and waits.
@@ -121,23 +147,22 @@ impl TestApp {
         }
     }
 
-    /// Stops the server and drops its database.
+    /// Stops the server and removes its database.
     pub async fn finish(mut self) {
         self.stop().await;
-        if let Ok(mut c) = sqlx::PgConnection::connect(&self.env.postgres_base_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            )))
-            .execute(&mut c)
-            .await;
+        match self.env.store {
+            StoreKind::Postgres => {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&self.env.postgres_base_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut c).await;
+                }
+            }
+            StoreKind::Sqlite => {
+                if let Some(dir) = &self.sqlite_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
         }
-    }
-
-    pub async fn db(&self) -> sqlx::PgConnection {
-        sqlx::PgConnection::connect(&self.database_url)
-            .await
-            .expect("connect to the test database")
     }
 
     pub async fn login(&self, user_name: &str, password: &str) -> Result<pb::LoginResponse, Status> {
@@ -206,6 +231,21 @@ impl TestApp {
             .expect("ValidateSession never fails for a bad token")
             .into_inner()
     }
+}
+
+/// Serves a built application until the returned sender fires; returns a connected channel.
+async fn serve(app: Application) -> (Channel, oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    (channel, tx, server)
 }
 
 /// Wraps a message in a request with `authorization: Bearer <token>`.
