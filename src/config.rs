@@ -57,7 +57,11 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_HASHING_QUEUE", default_value_t = 64)]
     pub hashing_queue: usize,
 
-    /// How often sessions' last-use times are written to the database.
+    /// Most live user access tokens one user may hold.
+    #[arg(long, env = "IDENTITYD_MAX_ACCESS_TOKENS_PER_USER", default_value_t = 50)]
+    pub max_access_tokens_per_user: u32,
+
+    /// How often last-use times of sessions and access tokens are written to the database.
     #[arg(long, env = "IDENTITYD_LAST_USE_FLUSH", default_value = "5s", value_parser = parse_duration)]
     pub last_use_flush_interval: Duration,
 

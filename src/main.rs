@@ -66,7 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             email,
         } => {
             let store = open_store(&cli.config).await?;
-            let (identity, _) = build_identity(&cli.config, store, std::sync::Arc::new(identityd::clock::SystemClock))?;
+            let identity = build_identity(&cli.config, store, std::sync::Arc::new(identityd::clock::SystemClock))?;
             let request = identityd::core::BootstrapRequest {
                 tenant_name: tenant,
                 user_name: user,

@@ -14,7 +14,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{BootstrapRequest, Identity, LastUseRecorder};
+use crate::core::{BootstrapRequest, Identity, Settings};
 use crate::grpc;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -28,7 +28,6 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     identity: Identity,
-    last_use: LastUseRecorder,
     config: Config,
 }
 
@@ -54,17 +53,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Builds the core from a configuration and an opened store.
-pub fn build_identity(
-    config: &Config,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<(Identity, LastUseRecorder)> {
+pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Identity> {
     let hasher = PasswordHasher::new(config.hashing())?;
-    let last_use = LastUseRecorder::default();
-    Ok((
-        Identity::new(store, hasher, clock, config.sessions()?, last_use.clone()),
-        last_use,
-    ))
+    let settings = Settings {
+        sessions: config.sessions()?,
+        max_access_tokens_per_user: config.max_access_tokens_per_user,
+    };
+    Ok(Identity::new(store, hasher, clock, settings))
 }
 
 impl Application {
@@ -76,7 +71,7 @@ impl Application {
     /// Builds the application on a given clock (tests move time with a manual one).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
-        let (identity, last_use) = build_identity(&config, store, clock)?;
+        let identity = build_identity(&config, store, clock)?;
         bootstrap_at_start(&identity, &config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -86,7 +81,6 @@ impl Application {
             listener,
             local_addr,
             identity,
-            last_use,
             config,
         })
     }
@@ -108,19 +102,19 @@ impl Application {
             listener,
             local_addr,
             identity,
-            last_use,
             config,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let store = identity.store().clone();
-        let health_task = tokio::spawn(watch_health(store.clone(), reporter));
+        let health_task = tokio::spawn(watch_health(store, reporter));
+        let flusher = identity.clone();
         let flush_task = tokio::spawn({
-            let (store, last_use) = (store.clone(), last_use.clone());
+            let (identity, interval) = (identity.clone(), config.last_use_flush_interval);
             async move {
-                let mut tick = tokio::time::interval(config.last_use_flush_interval);
+                let mut tick = tokio::time::interval(interval);
                 loop {
                     tick.tick().await;
-                    last_use.flush(store.as_ref()).await;
+                    identity.flush_last_use().await;
                 }
             }
         });
@@ -139,7 +133,7 @@ impl Application {
             .await;
         health_task.abort();
         flush_task.abort();
-        last_use.flush(store.as_ref()).await;
+        flusher.flush_last_use().await;
         tracing::info!("stopped");
         result.context("serving gRPC")
     }

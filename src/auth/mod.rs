@@ -1,8 +1,11 @@
-//! Secrets: how passwords are hashed and checked, and how session tokens are minted and hashed.
+//! Secrets: how passwords are hashed and checked, and how session tokens and user access tokens
+//! are minted and hashed.
 
+mod access_token_secret;
 mod password_hasher;
 mod session_token;
 
+pub use access_token_secret::AccessTokenSecret;
 pub use password_hasher::{HashingError, HashingSettings, PasswordHasher};
 pub use session_token::{SessionToken, TokenHash};
 

@@ -2,19 +2,22 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Error, Identity, Result};
-use crate::auth::SessionToken;
+use crate::auth::{AccessTokenSecret, SessionToken};
 use crate::domain::{Role, Roles};
-use crate::store::{SessionLookup, UserRecord};
+use crate::store::{AccessTokenLookup, AccessTokenRecord, SessionLookup, UserRecord};
 
-/// Who is making a call, established from their bearer session token.
+/// Who is making a call, established from their bearer credential: a session token, or a user
+/// access token used directly (then there is no session).
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub session_id: Uuid,
+    /// The session the call comes through; `None` when a user access token is the bearer.
+    pub session_id: Option<Uuid>,
+    /// The access token the call comes through, when one is the bearer.
+    pub access_token_id: Option<Uuid>,
     pub user: UserRecord,
-    /// The tenant the session acts in.
+    /// The tenant the caller acts in.
     pub tenant_id: Uuid,
     pub tenant_name: String,
-    pub session_expire_time: DateTime<Utc>,
 }
 
 impl Caller {
@@ -31,7 +34,7 @@ impl Caller {
     }
 
     /// Succeeds when the caller administers `tenant_id`. A caller from another tenant is told the
-    /// tenant does not exist, so that ids cannot be probed; a member without the role is refused.
+    /// thing does not exist, so that ids cannot be probed; a member without the role is refused.
     pub fn require_tenant_admin(&self, tenant_id: Uuid, what: &'static str) -> Result<()> {
         if self.has(Role::SystemAdmin) {
             return Ok(());
@@ -57,13 +60,30 @@ impl Caller {
             ))
         }
     }
+
+    /// The caller's session, for calls that only make sense inside one.
+    pub fn require_session(&self) -> Result<Uuid> {
+        self.session_id
+            .ok_or_else(|| Error::FailedPrecondition("this call needs a session; a user access token has none".into()))
+    }
 }
 
 impl Identity {
-    /// Establishes the caller from the bearer token. A missing token is MissingCredentials; a
-    /// malformed, unknown, expired or ended one is SessionInvalid.
+    /// Establishes the caller from the bearer credential. A missing one is MissingCredentials; a
+    /// session token that is malformed, unknown, expired or ended is SessionInvalid; an access
+    /// token is checked by [`Self::use_access_token`].
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
         let raw = bearer.ok_or(Error::MissingCredentials)?;
+        if AccessTokenSecret::looks_like(raw) {
+            let lookup = self.use_access_token(raw).await?;
+            return Ok(Caller {
+                session_id: None,
+                access_token_id: Some(lookup.token.token_id),
+                tenant_id: lookup.user.tenant_id,
+                tenant_name: lookup.tenant_name,
+                user: lookup.user,
+            });
+        }
         let token = SessionToken::parse(raw).ok_or(Error::SessionInvalid)?;
         let now = self.clock.now();
         let lookup = self
@@ -76,12 +96,28 @@ impl Identity {
         }
         self.last_use.touch(lookup.session.session_id, now);
         Ok(Caller {
-            session_id: lookup.session.session_id,
+            session_id: Some(lookup.session.session_id),
+            access_token_id: lookup.session.access_token_id,
             tenant_id: lookup.session.tenant_id,
             tenant_name: lookup.tenant_name,
-            session_expire_time: lookup.session.expire_time,
             user: lookup.user,
         })
+    }
+
+    /// Checks a user access token and notes its use. A malformed one (its checksum catches any
+    /// typo) is refused without a database query; unknown ones and those of disabled users are
+    /// InvalidCredentials; expired and revoked ones say so, since only the token's holder can ask.
+    pub(crate) async fn use_access_token(&self, raw: &str) -> Result<AccessTokenLookup> {
+        let secret = AccessTokenSecret::parse(raw).ok_or(Error::InvalidCredentials)?;
+        let lookup = self
+            .store
+            .lookup_access_token(secret.hash().as_bytes())
+            .await?
+            .ok_or(Error::InvalidCredentials)?;
+        let now = self.clock.now();
+        check_token_usable(&lookup.token, &lookup.user, now)?;
+        self.token_last_use.touch(lookup.token.token_id, now);
+        Ok(lookup)
     }
 
     /// Whether a looked-up session may be used at `now`: not ended, not past its absolute expiry,
@@ -97,4 +133,17 @@ impl Identity {
             && now < last_use + self.sessions.idle_timeout
             && !lookup.user.disabled
     }
+}
+
+fn check_token_usable(token: &AccessTokenRecord, user: &UserRecord, now: DateTime<Utc>) -> Result<()> {
+    if user.disabled {
+        return Err(Error::InvalidCredentials);
+    }
+    if token.revoke_time.is_some() {
+        return Err(Error::TokenRevoked);
+    }
+    if token.expire_time.is_some_and(|end| now >= end) {
+        return Err(Error::TokenExpired);
+    }
+    Ok(())
 }

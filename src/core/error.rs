@@ -8,6 +8,9 @@ pub mod reason {
     pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
     pub const MISSING_CREDENTIALS: &str = "MISSING_CREDENTIALS";
     pub const SESSION_INVALID: &str = "SESSION_INVALID";
+    pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
+    pub const TOKEN_REVOKED: &str = "TOKEN_REVOKED";
+    pub const TOKEN_LIMIT_REACHED: &str = "TOKEN_LIMIT_REACHED";
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
@@ -35,6 +38,15 @@ pub enum Error {
     /// The bearer session is unknown, expired or ended. UNAUTHENTICATED, `SESSION_INVALID`.
     #[error("the session is not valid: log in again")]
     SessionInvalid,
+    /// The user access token is past its expiry. UNAUTHENTICATED, `TOKEN_EXPIRED`.
+    #[error("the user access token has expired")]
+    TokenExpired,
+    /// The user access token was revoked. UNAUTHENTICATED, `TOKEN_REVOKED`.
+    #[error("the user access token has been revoked")]
+    TokenRevoked,
+    /// The user has as many live access tokens as allowed. RESOURCE_EXHAUSTED, `TOKEN_LIMIT_REACHED`.
+    #[error("you already have {0} live user access tokens, the most allowed: revoke one first")]
+    TokenLimitReached(u32),
     /// The caller is known but may not do this. PERMISSION_DENIED.
     #[error("{0}")]
     PermissionDenied(String),
@@ -82,6 +94,9 @@ impl Error {
             Self::InvalidCredentials => reason::INVALID_CREDENTIALS,
             Self::MissingCredentials => reason::MISSING_CREDENTIALS,
             Self::SessionInvalid => reason::SESSION_INVALID,
+            Self::TokenExpired => reason::TOKEN_EXPIRED,
+            Self::TokenRevoked => reason::TOKEN_REVOKED,
+            Self::TokenLimitReached(_) => reason::TOKEN_LIMIT_REACHED,
             Self::PermissionDenied(_) => reason::PERMISSION_DENIED,
             Self::NotFound(_) => reason::NOT_FOUND,
             Self::AlreadyExists { .. } => reason::ALREADY_EXISTS,

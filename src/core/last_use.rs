@@ -6,14 +6,29 @@ use uuid::Uuid;
 
 use crate::store::Store;
 
-/// Keeps sessions' last-use times in memory and writes them to the store in batches, so that
-/// validating a session never costs a database write.
-#[derive(Clone, Default)]
+/// What a recorder keeps last-use times of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UseOf {
+    Sessions,
+    AccessTokens,
+}
+
+/// Keeps last-use times (of sessions, or of access tokens) in memory and writes them to the store
+/// in batches, so that using a credential never costs a database write.
+#[derive(Clone)]
 pub struct LastUseRecorder {
+    of: UseOf,
     pending: Arc<Mutex<HashMap<Uuid, DateTime<Utc>>>>,
 }
 
 impl LastUseRecorder {
+    pub fn new(of: UseOf) -> Self {
+        Self {
+            of,
+            pending: Arc::default(),
+        }
+    }
+
     /// Notes that a session was used at `at`.
     pub fn touch(&self, session_id: Uuid, at: DateTime<Utc>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -41,8 +56,12 @@ impl LastUseRecorder {
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = store.record_session_use(&batch).await {
-            tracing::warn!(error = %e, sessions = batch.len(), "could not record session use; will retry");
+        let written = match self.of {
+            UseOf::Sessions => store.record_session_use(&batch).await,
+            UseOf::AccessTokens => store.record_token_use(&batch).await,
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, of = ?self.of, count = batch.len(), "could not record last use; will retry");
             for (id, at) in batch {
                 self.touch(id, at);
             }

@@ -2,9 +2,9 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::{Caller, Error, Identity, Result};
-use crate::auth::SessionToken;
+use crate::auth::{AccessTokenSecret, SessionToken};
 use crate::domain::{Password, PasswordExpiry, UserName};
-use crate::store::{SessionKind, SessionRecord, TenantRecord, UserRecord};
+use crate::store::{AccessTokenRecord, SessionKind, SessionRecord, TenantRecord, UserRecord};
 
 /// What a successful login hands back: the user, their tenant, the new session and its token.
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub struct LoginOutcome {
     pub token: SessionToken,
     /// The password has outlived the tenant's password-expiry policy and must be changed.
     pub is_force_change_password: bool,
+    /// The name of the access token the session was opened with.
+    pub user_access_token_name: Option<String>,
 }
 
 impl Identity {
@@ -58,7 +60,30 @@ impl Identity {
                 return Err(Error::InvalidCredentials);
             }
         };
-        self.open_session(user, SessionKind::Password, None, meta).await
+        self.open_session(user, SessionKind::Password, None, None, meta).await
+    }
+
+    /// Logs in with a user access token and opens a session linked to it, which ends when the
+    /// token is revoked and never outlives the token.
+    pub async fn login_with_access_token(&self, token: &str, meta: &RequestMeta) -> Result<LoginOutcome> {
+        // A malformed token (the checksum catches typos) costs nothing: not even an audit write,
+        // so that garbage cannot be used to load the database.
+        if AccessTokenSecret::parse(token).is_none() {
+            return Err(Error::InvalidCredentials);
+        }
+        let lookup = match self.use_access_token(token).await {
+            Ok(lookup) => lookup,
+            Err(e @ (Error::InvalidCredentials | Error::TokenExpired | Error::TokenRevoked)) => {
+                let audit = Audit::new("login.failed", self.clock.now(), meta)
+                    .detail("failure", e.reason())
+                    .build();
+                self.store.insert_audit(&audit).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        self.open_session(lookup.user, SessionKind::AccessToken, None, Some(&lookup.token), meta)
+            .await
     }
 
     /// Opens a session of `kind` for `user` in the user's tenant and records `login.succeeded`.
@@ -67,6 +92,7 @@ impl Identity {
         user: UserRecord,
         kind: SessionKind,
         impersonator: Option<Uuid>,
+        access_token: Option<&AccessTokenRecord>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         let tenant = self
@@ -83,18 +109,26 @@ impl Identity {
             tenant_id: tenant.tenant_id,
             kind,
             create_time: now,
-            expire_time: now + self.sessions.lifetime,
+            expire_time: access_token
+                .and_then(|t| t.expire_time)
+                .map_or(now + self.sessions.lifetime, |end| {
+                    end.min(now + self.sessions.lifetime)
+                }),
             last_use_time: now,
             end_time: None,
             impersonator_user_id: impersonator,
+            access_token_id: access_token.map(|t| t.token_id),
         };
-        let audit = Audit::new("login.succeeded", now, meta)
+        let mut audit = Audit::new("login.succeeded", now, meta)
             .tenant(tenant.tenant_id)
             .actor(impersonator.unwrap_or(user.user_id))
             .subject(user.user_id)
             .session(session.session_id)
-            .detail("kind", kind.as_str())
-            .build();
+            .detail("kind", kind.as_str());
+        if let Some(token) = access_token {
+            audit = audit.detail("user_access_token_name", &token.name);
+        }
+        let audit = audit.build();
         self.store.insert_session(&session, &audit).await?;
         tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
         let is_force_change_password = password_expired(&user, &tenant, now);
@@ -104,6 +138,7 @@ impl Identity {
             session,
             token,
             is_force_change_password,
+            user_access_token_name: access_token.map(|t| t.name.clone()),
         })
     }
 
@@ -111,7 +146,7 @@ impl Identity {
     /// sessions, or a session of a user the caller administers.
     pub async fn logout(&self, caller: &Caller, session_id: Option<Uuid>, meta: &RequestMeta) -> Result<()> {
         let target = match session_id {
-            None => caller.session_id,
+            None => caller.require_session()?,
             Some(id) => {
                 let session = self.store.get_session(id).await?.ok_or(Error::NotFound("session"))?;
                 if session.user_id != caller.user_id() {

@@ -1,6 +1,7 @@
 //! The use cases of identityd. Nothing here knows about gRPC, REST or SQL: calls take parsed
 //! domain values, reach the database through [`Store`], and answer with [`Error`].
 
+mod access_tokens;
 mod admin;
 mod audit;
 mod bootstrap;
@@ -18,12 +19,13 @@ use crate::auth::PasswordHasher;
 use crate::clock::Clock;
 use crate::store::Store;
 
+pub use access_tokens::{AccessTokenView, NewAccessToken};
 pub use admin::{NewUser, TenantPatch, UserPatch};
 pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
-pub use last_use::LastUseRecorder;
+pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::{SessionValidity, SessionView};
 
@@ -45,6 +47,23 @@ impl Default for SessionSettings {
     }
 }
 
+/// The core's rules that configuration may change.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub sessions: SessionSettings,
+    /// Most live (neither revoked nor expired) user access tokens a user may hold.
+    pub max_access_tokens_per_user: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sessions: SessionSettings::default(),
+            max_access_tokens_per_user: 50,
+        }
+    }
+}
+
 /// The identity core: one per process, shared by every transport.
 #[derive(Clone)]
 pub struct Identity {
@@ -52,24 +71,28 @@ pub struct Identity {
     hasher: PasswordHasher,
     clock: Arc<dyn Clock>,
     sessions: SessionSettings,
+    max_access_tokens_per_user: u32,
     last_use: LastUseRecorder,
+    token_last_use: LastUseRecorder,
 }
 
 impl Identity {
-    pub fn new(
-        store: Arc<dyn Store>,
-        hasher: PasswordHasher,
-        clock: Arc<dyn Clock>,
-        sessions: SessionSettings,
-        last_use: LastUseRecorder,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         Self {
             store,
             hasher,
             clock,
-            sessions,
-            last_use,
+            sessions: settings.sessions,
+            max_access_tokens_per_user: settings.max_access_tokens_per_user,
+            last_use: LastUseRecorder::new(UseOf::Sessions),
+            token_last_use: LastUseRecorder::new(UseOf::AccessTokens),
         }
+    }
+
+    /// Writes the last-use times of sessions and tokens noted since the previous flush.
+    pub async fn flush_last_use(&self) {
+        self.last_use.flush(self.store.as_ref()).await;
+        self.token_last_use.flush(self.store.as_ref()).await;
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -56,17 +56,17 @@ impl Identity {
         }))
     }
 
-    /// "Who am I": the caller's user record and current session.
-    pub async fn current_user(&self, caller: &Caller) -> Result<(UserRecord, String, SessionView)> {
-        let session = self
-            .store
-            .get_session(caller.session_id)
-            .await?
-            .ok_or(Error::SessionInvalid)?;
+    /// "Who am I": the caller's user record and current session (none when the caller uses an
+    /// access token directly).
+    pub async fn current_user(&self, caller: &Caller) -> Result<(UserRecord, String, Option<SessionView>)> {
+        let session = match caller.session_id {
+            Some(id) => Some(self.store.get_session(id).await?.ok_or(Error::SessionInvalid)?),
+            None => None,
+        };
         Ok((
             caller.user.clone(),
             caller.tenant_name.clone(),
-            self.view(session, caller),
+            session.map(|s| self.view(s, caller)),
         ))
     }
 
@@ -106,24 +106,25 @@ impl Identity {
     /// Ends every session of the caller but the one making this call.
     pub async fn revoke_my_other_sessions(&self, caller: &Caller, meta: &RequestMeta) -> Result<u64> {
         let now = self.clock.now();
-        let audit = Audit::new("session.revoked_others", now, meta)
+        let mut audit = Audit::new("session.revoked_others", now, meta)
             .tenant(caller.tenant_id)
             .actor(caller.user_id())
-            .subject(caller.user_id())
-            .session(caller.session_id)
-            .build();
+            .subject(caller.user_id());
+        if let Some(current) = caller.session_id {
+            audit = audit.session(current);
+        }
         Ok(self
             .store
-            .end_user_sessions(caller.user_id(), Some(caller.session_id), now, &audit)
+            .end_user_sessions(caller.user_id(), caller.session_id, now, &audit.build())
             .await?)
     }
 
-    fn view(&self, record: SessionRecord, caller: &Caller) -> SessionView {
+    pub(crate) fn view(&self, record: SessionRecord, caller: &Caller) -> SessionView {
         let last_use_time = self
             .last_use
             .pending(record.session_id)
             .map_or(record.last_use_time, |p| p.max(record.last_use_time));
-        let current = record.session_id == caller.session_id;
+        let current = Some(record.session_id) == caller.session_id;
         SessionView {
             record,
             last_use_time,

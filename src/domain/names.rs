@@ -69,6 +69,25 @@ impl ServiceAccountName {
     }
 }
 
+/// A user access token's name: 1 to 255 characters, unique case-insensitively among the user's
+/// live tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenName(String);
+
+impl AccessTokenName {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldViolation> {
+        parse_name(field, raw).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use super::pb;
-use crate::core::{Error, LoginOutcome, SessionView};
+use crate::core::{AccessTokenView, Error, LoginOutcome, SessionView};
 use crate::domain::{PasswordExpiry, Role, Roles};
 use crate::store::{AuditRecord, ServiceAccountRecord, SessionKind, SessionRecord, TenantRecord, UserRecord};
 
@@ -134,6 +134,21 @@ pub fn session_view(v: SessionView) -> pb::Session {
     session(v.record, v.last_use_time, v.current)
 }
 
+/// Never includes the secret or its hash.
+pub fn access_token(v: AccessTokenView) -> pb::UserAccessToken {
+    pb::UserAccessToken {
+        name: v.record.name,
+        description: v.record.description,
+        user_name: v.user_name,
+        create_time: Some(timestamp(v.record.create_time)),
+        expire_time: v.record.expire_time.map(timestamp),
+        last_use_time: v.last_use_time.map(timestamp),
+        revoked: v.record.revoke_time.is_some(),
+        revoke_time: v.record.revoke_time.map(timestamp),
+        hint: v.record.hint,
+    }
+}
+
 pub fn service_account(a: ServiceAccountRecord) -> pb::ServiceAccount {
     pb::ServiceAccount {
         service_account_id: a.service_account_id.to_string(),
@@ -171,12 +186,14 @@ pub struct LoginFields {
 
 pub fn login_fields(o: LoginOutcome) -> LoginFields {
     let last_use = o.session.last_use_time;
+    let mut session = session(o.session, last_use, true);
+    session.user_access_token_name = o.user_access_token_name.unwrap_or_default();
     LoginFields {
         organization_id: o.tenant.tenant_id.to_string(),
         organization_name: o.tenant.name,
         session_token: o.token.expose().to_owned(),
         is_force_change_password: o.is_force_change_password,
-        session: Some(session(o.session, last_use, true)),
+        session: Some(session),
         user: Some(user(o.user)),
     }
 }

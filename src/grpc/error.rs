@@ -15,7 +15,12 @@ pub const ERROR_DOMAIN: &str = "identityd";
 pub fn to_status(error: Error) -> Status {
     let code = match &error {
         Error::InvalidArgument(_) => Code::InvalidArgument,
-        Error::InvalidCredentials | Error::MissingCredentials | Error::SessionInvalid => Code::Unauthenticated,
+        Error::InvalidCredentials
+        | Error::MissingCredentials
+        | Error::SessionInvalid
+        | Error::TokenExpired
+        | Error::TokenRevoked => Code::Unauthenticated,
+        Error::TokenLimitReached(_) => Code::ResourceExhausted,
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::NotFound(_) => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,

@@ -32,7 +32,12 @@ impl pb::login_service_server::LoginService for LoginApi {
                     "give either a token or a password, not both",
                 )));
             }
-            return Err(unimplemented("login with a user access token"));
+            let outcome = self
+                .identity
+                .login_with_access_token(&req.token, &meta)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(login_response!(LoginResponse, outcome)));
         }
         let outcome = self
             .identity

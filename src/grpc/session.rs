@@ -59,7 +59,7 @@ impl pb::session_service_server::SessionService for SessionApi {
             Ok(pb::GetCurrentUserResponse {
                 user: Some(convert::user(user)),
                 organization_name,
-                session: Some(convert::session_view(session)),
+                session: session.map(convert::session_view),
             })
         }
         .await;

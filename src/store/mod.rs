@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use records::{
-    AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup, SessionRecord, TenantRecord, UserRecord,
+    AccessTokenLookup, AccessTokenRecord, AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup,
+    SessionRecord, TenantRecord, UserRecord,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -71,6 +72,43 @@ pub trait Store: Send + Sync + 'static {
     async fn list_user_sessions(
         &self,
         user_id: Uuid,
+        include_ended: bool,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Inserts a token unless its user already has `max_live` tokens that are neither revoked nor
+    /// expired at `token.create_time`; returns false, inserting nothing, in that case. The count
+    /// and the insert happen in one transaction, so concurrent creations cannot pass the cap.
+    async fn insert_access_token(
+        &self,
+        token: &AccessTokenRecord,
+        max_live: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool>;
+    /// A user's token by case-folded name: the live one if there is one, else the newest revoked.
+    async fn find_access_token(&self, user_id: Uuid, name_key: &str) -> StoreResult<Option<AccessTokenRecord>>;
+    /// A user's tokens in creation order, after `after`.
+    async fn list_access_tokens(
+        &self,
+        user_id: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<AccessTokenRecord>>;
+    /// Replaces a token's name, description, secret hash and hint (rename, describe, rotate).
+    async fn update_access_token(&self, token: &AccessTokenRecord, audit: &AuditRecord) -> StoreResult<()>;
+    /// Revokes a live token and ends every open session opened with it, in one transaction;
+    /// returns false when the token was already revoked.
+    async fn revoke_access_token(&self, token_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool>;
+    /// One indexed lookup by secret hash, joined with the token's user and tenant.
+    async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>>;
+    /// Records tokens' last-use times in one batch; an older time than the stored one is ignored.
+    async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
+    /// Sessions opened with a token, in creation order after `after`; open ones only unless
+    /// `include_ended`.
+    async fn list_token_sessions(
+        &self,
+        token_id: Uuid,
         include_ended: bool,
         after: Option<Uuid>,
         limit: i64,

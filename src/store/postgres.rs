@@ -6,12 +6,12 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{FromRow, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup, SessionRecord, Store, StoreError,
-    StoreResult, TenantRecord, UserRecord,
+    AccessTokenLookup, AccessTokenRecord, AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup,
+    SessionRecord, Store, StoreError, StoreResult, TenantRecord, UserRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -144,6 +144,25 @@ fn session_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<SessionRecord> {
         last_use_time: row.try_get("last_use_time")?,
         end_time: row.try_get("end_time")?,
         impersonator_user_id: row.try_get("impersonator_user_id")?,
+        access_token_id: row.try_get("access_token_id")?,
+    })
+}
+
+/// Reads token columns, named with `prefix` (the lookup join prefixes them with `t_`).
+fn token_from_row(row: &sqlx::postgres::PgRow, prefix: &str) -> StoreResult<AccessTokenRecord> {
+    let col = |name: &str| format!("{prefix}{name}");
+    Ok(AccessTokenRecord {
+        token_id: row.try_get(col("token_id").as_str())?,
+        user_id: row.try_get(col("user_id").as_str())?,
+        name: row.try_get(col("name").as_str())?,
+        name_key: row.try_get(col("name_key").as_str())?,
+        description: row.try_get(col("description").as_str())?,
+        token_hash: row.try_get(col("token_hash").as_str())?,
+        hint: row.try_get(col("hint").as_str())?,
+        create_time: row.try_get(col("create_time").as_str())?,
+        expire_time: row.try_get(col("expire_time").as_str())?,
+        last_use_time: row.try_get(col("last_use_time").as_str())?,
+        revoke_time: row.try_get(col("revoke_time").as_str())?,
     })
 }
 
@@ -339,7 +358,8 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
-             last_use_time, end_time, impersonator_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             last_use_time, end_time, impersonator_user_id, access_token_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(s.session_id)
         .bind(&s.token_hash)
@@ -351,6 +371,7 @@ impl Store for PostgresStore {
         .bind(s.last_use_time)
         .bind(s.end_time)
         .bind(s.impersonator_user_id)
+        .bind(s.access_token_id)
         .execute(&mut *tx)
         .await?;
         insert_audit_tx(&mut tx, audit).await?;
@@ -361,7 +382,7 @@ impl Store for PostgresStore {
     async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>> {
         let Some(row) = sqlx::query(
             "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
-             s.last_use_time, s.end_time, s.impersonator_user_id, \
+             s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id, \
              u.tenant_id AS u_tenant_id, u.user_name, u.user_name_key, u.email, u.first_name, u.last_name, \
              u.time_zone, u.locale, u.date_format, u.employee_number, u.roles, u.disabled, u.password_hash, \
              u.password_change_time, u.create_time AS u_create_time, u.update_time AS u_update_time, \
@@ -407,7 +428,7 @@ impl Store for PostgresStore {
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>> {
         let row = sqlx::query(
             "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
-             s.last_use_time, s.end_time, s.impersonator_user_id FROM sessions s WHERE s.session_id = $1",
+             s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id FROM sessions s WHERE s.session_id = $1",
         )
         .bind(session_id)
         .fetch_optional(&self.pool)
@@ -480,11 +501,193 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<SessionRecord>> {
         let rows = sqlx::query(
             "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
-             s.last_use_time, s.end_time, s.impersonator_user_id FROM sessions s \
+             s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id FROM sessions s \
              WHERE s.user_id = $1 AND ($2 OR s.end_time IS NULL) AND ($3::uuid IS NULL OR s.session_id > $3) \
              ORDER BY s.session_id LIMIT $4",
         )
         .bind(user_id)
+        .bind(include_ended)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn insert_access_token(
+        &self,
+        t: &AccessTokenRecord,
+        max_live: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Locking the user's row serialises concurrent creations for that user, so the cap holds.
+        sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE")
+            .bind(t.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM user_access_tokens WHERE user_id = $1 AND revoke_time IS NULL \
+             AND (expire_time IS NULL OR expire_time > $2)",
+        )
+        .bind(t.user_id)
+        .bind(t.create_time)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= max_live {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO user_access_tokens (token_id, user_id, name, name_key, description, token_hash, hint, \
+             create_time, expire_time, last_use_time, revoke_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(t.token_id)
+        .bind(t.user_id)
+        .bind(&t.name)
+        .bind(&t.name_key)
+        .bind(&t.description)
+        .bind(&t.token_hash)
+        .bind(&t.hint)
+        .bind(t.create_time)
+        .bind(t.expire_time)
+        .bind(t.last_use_time)
+        .bind(t.revoke_time)
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("user_access_token_name"))?;
+        insert_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn find_access_token(&self, user_id: Uuid, name_key: &str) -> StoreResult<Option<AccessTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM user_access_tokens WHERE user_id = $1 AND name_key = $2 \
+             ORDER BY (revoke_time IS NULL) DESC, token_id DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(name_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| token_from_row(r, "")).transpose()
+    }
+
+    async fn list_access_tokens(
+        &self,
+        user_id: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<AccessTokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM user_access_tokens WHERE user_id = $1 AND ($2::uuid IS NULL OR token_id > $2) \
+             ORDER BY token_id LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| token_from_row(r, "")).collect()
+    }
+
+    async fn update_access_token(&self, t: &AccessTokenRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE user_access_tokens SET name = $2, name_key = $3, description = $4, token_hash = $5, hint = $6 \
+             WHERE token_id = $1",
+        )
+        .bind(t.token_id)
+        .bind(&t.name)
+        .bind(&t.name_key)
+        .bind(&t.description)
+        .bind(&t.token_hash)
+        .bind(&t.hint)
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("new_name"))?;
+        insert_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_access_token(&self, token_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let revoked =
+            sqlx::query("UPDATE user_access_tokens SET revoke_time = $2 WHERE token_id = $1 AND revoke_time IS NULL")
+                .bind(token_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if revoked == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL")
+            .bind(token_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>> {
+        let Some(row) = sqlx::query(
+            "SELECT t.token_id AS t_token_id, t.user_id AS t_user_id, t.name AS t_name, t.name_key AS t_name_key, \
+             t.description AS t_description, t.token_hash AS t_token_hash, t.hint AS t_hint, \
+             t.create_time AS t_create_time, t.expire_time AS t_expire_time, t.last_use_time AS t_last_use_time, \
+             t.revoke_time AS t_revoke_time, u.*, ut.password_expiry_days, ut.name AS tenant_name \
+             FROM user_access_tokens t JOIN users u ON u.user_id = t.user_id \
+             JOIN tenants ut ON ut.tenant_id = u.tenant_id WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AccessTokenLookup {
+            token: token_from_row(&row, "t_")?,
+            user: UserRecord::from_row(&row)?,
+            password_expiry_days: row.try_get("password_expiry_days")?,
+            tenant_name: row.try_get("tenant_name")?,
+        }))
+    }
+
+    async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = uses.iter().map(|(id, _)| *id).collect();
+        let times: Vec<DateTime<Utc>> = uses.iter().map(|(_, t)| *t).collect();
+        sqlx::query(
+            "UPDATE user_access_tokens t SET last_use_time = u.time \
+             FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, time) \
+             WHERE t.token_id = u.id AND (t.last_use_time IS NULL OR t.last_use_time < u.time)",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_token_sessions(
+        &self,
+        token_id: Uuid,
+        include_ended: bool,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(
+            "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
+             s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id FROM sessions s \
+             WHERE s.access_token_id = $1 AND ($2 OR s.end_time IS NULL) \
+             AND ($3::uuid IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4",
+        )
+        .bind(token_id)
         .bind(include_ended)
         .bind(after)
         .bind(limit)

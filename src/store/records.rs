@@ -91,6 +91,8 @@ pub struct SessionRecord {
     pub last_use_time: DateTime<Utc>,
     pub end_time: Option<DateTime<Utc>>,
     pub impersonator_user_id: Option<Uuid>,
+    /// The user access token the session was opened with, if any.
+    pub access_token_id: Option<Uuid>,
 }
 
 /// What validating a session needs, read in one query.
@@ -101,6 +103,35 @@ pub struct SessionLookup {
     /// The password-expiry policy of the user's own tenant, in days (`None` for never).
     pub password_expiry_days: Option<i32>,
     /// The name of the tenant the session acts in.
+    pub tenant_name: String,
+}
+
+/// A user access token row. Only the SHA-256 hash of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    pub token_id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    /// Case-folded name, unique among the user's live tokens.
+    pub name_key: String,
+    pub description: String,
+    pub token_hash: Vec<u8>,
+    /// Non-secret: prefix and last characters.
+    pub hint: String,
+    pub create_time: DateTime<Utc>,
+    /// `None`: never expires.
+    pub expire_time: Option<DateTime<Utc>>,
+    pub last_use_time: Option<DateTime<Utc>>,
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
+/// What using an access token needs, read in one query.
+#[derive(Debug, Clone)]
+pub struct AccessTokenLookup {
+    pub token: AccessTokenRecord,
+    pub user: UserRecord,
+    /// The password-expiry policy of the user's tenant, in days (`None` for never).
+    pub password_expiry_days: Option<i32>,
     pub tenant_name: String,
 }
 

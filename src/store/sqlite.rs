@@ -16,8 +16,8 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::{
-    AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup, SessionRecord, Store, StoreError,
-    StoreResult, TenantRecord, UserRecord,
+    AccessTokenLookup, AccessTokenRecord, AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup,
+    SessionRecord, Store, StoreError, StoreResult, TenantRecord, UserRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -145,6 +145,25 @@ fn session_from_row(row: &SqliteRow, prefix: &str) -> StoreResult<SessionRecord>
         last_use_time: get_time(row, &col("last_use_time"))?,
         end_time: get_opt_time(row, &col("end_time"))?,
         impersonator_user_id: row.try_get(col("impersonator_user_id").as_str())?,
+        access_token_id: row.try_get(col("access_token_id").as_str())?,
+    })
+}
+
+/// Reads token columns, named with `prefix` (the lookup join prefixes them with `t_`).
+fn token_from_row(row: &SqliteRow, prefix: &str) -> StoreResult<AccessTokenRecord> {
+    let col = |name: &str| format!("{prefix}{name}");
+    Ok(AccessTokenRecord {
+        token_id: row.try_get(col("token_id").as_str())?,
+        user_id: row.try_get(col("user_id").as_str())?,
+        name: row.try_get(col("name").as_str())?,
+        name_key: row.try_get(col("name_key").as_str())?,
+        description: row.try_get(col("description").as_str())?,
+        token_hash: row.try_get(col("token_hash").as_str())?,
+        hint: row.try_get(col("hint").as_str())?,
+        create_time: get_time(row, &col("create_time"))?,
+        expire_time: get_opt_time(row, &col("expire_time"))?,
+        last_use_time: get_opt_time(row, &col("last_use_time"))?,
+        revoke_time: get_opt_time(row, &col("revoke_time"))?,
     })
 }
 
@@ -445,7 +464,8 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
-             last_use_time, end_time, impersonator_user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             last_use_time, end_time, impersonator_user_id, access_token_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.session_id)
         .bind(&s.token_hash)
@@ -457,6 +477,7 @@ impl Store for SqliteStore {
         .bind(micros(s.last_use_time))
         .bind(s.end_time.map(micros))
         .bind(s.impersonator_user_id)
+        .bind(s.access_token_id)
         .execute(&mut *tx)
         .await?;
         insert_audit_tx(&mut tx, audit).await?;
@@ -469,7 +490,7 @@ impl Store for SqliteStore {
             "SELECT s.session_id AS s_session_id, s.token_hash AS s_token_hash, s.user_id AS s_user_id, \
              s.tenant_id AS s_tenant_id, s.kind AS s_kind, s.create_time AS s_create_time, \
              s.expire_time AS s_expire_time, s.last_use_time AS s_last_use_time, s.end_time AS s_end_time, \
-             s.impersonator_user_id AS s_impersonator_user_id, u.*, ut.password_expiry_days, \
+             s.impersonator_user_id AS s_impersonator_user_id, s.access_token_id AS s_access_token_id, u.*, ut.password_expiry_days, \
              st.name AS tenant_name \
              FROM sessions s JOIN users u ON u.user_id = s.user_id \
              JOIN tenants ut ON ut.tenant_id = u.tenant_id JOIN tenants st ON st.tenant_id = s.tenant_id \
@@ -564,6 +585,182 @@ impl Store for SqliteStore {
              AND (?3 IS NULL OR session_id > ?3) ORDER BY session_id LIMIT ?4",
         )
         .bind(user_id)
+        .bind(include_ended)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| session_from_row(r, "")).collect()
+    }
+
+    async fn insert_access_token(
+        &self,
+        t: &AccessTokenRecord,
+        max_live: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        // BEGIN IMMEDIATE holds the write lock, so the count and the insert cannot interleave.
+        let mut tx = self.write().await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM user_access_tokens WHERE user_id = ? AND revoke_time IS NULL \
+             AND (expire_time IS NULL OR expire_time > ?)",
+        )
+        .bind(t.user_id)
+        .bind(micros(t.create_time))
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= max_live {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO user_access_tokens (token_id, user_id, name, name_key, description, token_hash, hint, \
+             create_time, expire_time, last_use_time, revoke_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.token_id)
+        .bind(t.user_id)
+        .bind(&t.name)
+        .bind(&t.name_key)
+        .bind(&t.description)
+        .bind(&t.token_hash)
+        .bind(&t.hint)
+        .bind(micros(t.create_time))
+        .bind(t.expire_time.map(micros))
+        .bind(t.last_use_time.map(micros))
+        .bind(t.revoke_time.map(micros))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("user_access_token_name"))?;
+        insert_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn find_access_token(&self, user_id: Uuid, name_key: &str) -> StoreResult<Option<AccessTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM user_access_tokens WHERE user_id = ? AND name_key = ? \
+             ORDER BY (revoke_time IS NULL) DESC, token_id DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(name_key)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(|r| token_from_row(r, "")).transpose()
+    }
+
+    async fn list_access_tokens(
+        &self,
+        user_id: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<AccessTokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM user_access_tokens WHERE user_id = ?1 AND (?2 IS NULL OR token_id > ?2) \
+             ORDER BY token_id LIMIT ?3",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| token_from_row(r, "")).collect()
+    }
+
+    async fn update_access_token(&self, t: &AccessTokenRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE user_access_tokens SET name = ?, name_key = ?, description = ?, token_hash = ?, hint = ? \
+             WHERE token_id = ?",
+        )
+        .bind(&t.name)
+        .bind(&t.name_key)
+        .bind(&t.description)
+        .bind(&t.token_hash)
+        .bind(&t.hint)
+        .bind(t.token_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("new_name"))?;
+        insert_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_access_token(&self, token_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let revoked =
+            sqlx::query("UPDATE user_access_tokens SET revoke_time = ? WHERE token_id = ? AND revoke_time IS NULL")
+                .bind(micros(at))
+                .bind(token_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if revoked == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE sessions SET end_time = ? WHERE access_token_id = ? AND end_time IS NULL")
+            .bind(micros(at))
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>> {
+        let Some(row) = sqlx::query(
+            "SELECT t.token_id AS t_token_id, t.user_id AS t_user_id, t.name AS t_name, t.name_key AS t_name_key, \
+             t.description AS t_description, t.token_hash AS t_token_hash, t.hint AS t_hint, \
+             t.create_time AS t_create_time, t.expire_time AS t_expire_time, t.last_use_time AS t_last_use_time, \
+             t.revoke_time AS t_revoke_time, u.*, ut.password_expiry_days, ut.name AS tenant_name \
+             FROM user_access_tokens t JOIN users u ON u.user_id = t.user_id \
+             JOIN tenants ut ON ut.tenant_id = u.tenant_id WHERE t.token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AccessTokenLookup {
+            token: token_from_row(&row, "t_")?,
+            user: user_from_row(&row)?,
+            password_expiry_days: row.try_get("password_expiry_days")?,
+            tenant_name: row.try_get("tenant_name")?,
+        }))
+    }
+
+    async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for (token_id, at) in uses {
+            sqlx::query(
+                "UPDATE user_access_tokens SET last_use_time = ?1 WHERE token_id = ?2 \
+                 AND (last_use_time IS NULL OR last_use_time < ?1)",
+            )
+            .bind(micros(*at))
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_token_sessions(
+        &self,
+        token_id: Uuid,
+        include_ended: bool,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE access_token_id = ?1 AND (?2 OR end_time IS NULL) \
+             AND (?3 IS NULL OR session_id > ?3) ORDER BY session_id LIMIT ?4",
+        )
+        .bind(token_id)
         .bind(include_ended)
         .bind(after)
         .bind(limit)

@@ -615,7 +615,7 @@ async fn bootstrap_happens_once(env: TestEnv) {
     };
     let config = identityd::config::Config::for_database(&app.db.url);
     let store = identityd::startup::open_store(&config).await.unwrap();
-    let (identity, _) =
+    let identity =
         identityd::startup::build_identity(&config, store, std::sync::Arc::new(identityd::clock::SystemClock)).unwrap();
     assert!(
         !identity.bootstrap(&request).await.unwrap(),

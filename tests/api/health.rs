@@ -55,42 +55,14 @@ async fn health_follows_the_database(env: TestEnv) {
     let mut health = HealthClient::new(app.channel.clone());
     watch_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
     // Take the database away under the running server.
-    let db_name = app
-        .db
-        .url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let mut maintenance = sqlx::PgConnection::connect(&env.postgres_base_url).await.unwrap();
-    use sqlx::Connection;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {db_name} ALLOW_CONNECTIONS false"
-    )))
-    .execute(&mut maintenance)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}'"
-    )))
-    .execute(&mut maintenance)
-    .await
-    .unwrap();
+    app.db.refuse_connections(&env.postgres_base_url, true).await;
     watch_until(&mut health, "identity.v1.SessionService", ServingStatus::NotServing).await;
     let status = app
         .login(crate::support::app::ADMIN_USER, "whatever")
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {db_name} ALLOW_CONNECTIONS true"
-    )))
-    .execute(&mut maintenance)
-    .await
-    .unwrap();
+    app.db.refuse_connections(&env.postgres_base_url, false).await;
     watch_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
     app.finish().await;
 }

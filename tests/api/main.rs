@@ -13,6 +13,7 @@ macro_rules! tests {
 
 mod support;
 
+mod access_tokens;
 mod admin;
 mod concurrency;
 mod health;
@@ -42,10 +43,14 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("login", login::tests()),
         ("sessions", sessions::tests()),
         ("admin", admin::tests()),
+        ("access_tokens", access_tokens::tests()),
         ("concurrency", concurrency::tests()),
     ];
     match store {
-        StoreKind::Postgres => modules.push(("health", health::postgres_tests())),
+        StoreKind::Postgres => {
+            modules.push(("health", health::postgres_tests()));
+            modules.push(("access_tokens", access_tokens::postgres_tests()));
+        }
         StoreKind::Sqlite => modules.push(("startup", startup::tests())),
     }
     (named(modules), exclusive)

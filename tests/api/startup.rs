@@ -37,7 +37,7 @@ async fn unsupported_database_schemes_are_refused(_: TestEnv) {
 async fn an_in_memory_database_serves_logins(_: TestEnv) {
     let config = Config::for_database("sqlite::memory:");
     let store = open_store(&config).await.expect("open sqlite::memory:");
-    let (identity, _) = build_identity(&config, store, Arc::new(SystemClock)).unwrap();
+    let identity = build_identity(&config, store, Arc::new(SystemClock)).unwrap();
     let request = BootstrapRequest {
         tenant_name: "Memory".into(),
         user_name: "admin".into(),

@@ -6,6 +6,7 @@ use identityd::clock::ManualClock;
 use identityd::config::Config;
 use identityd::core::BootstrapRequest;
 use identityd::grpc::pb;
+use identityd::grpc::pb::access_token_service_client::AccessTokenServiceClient;
 use identityd::grpc::pb::admin_service_client::AdminServiceClient;
 use identityd::grpc::pb::login_service_client::LoginServiceClient;
 use identityd::grpc::pb::session_service_client::SessionServiceClient;
@@ -163,6 +164,11 @@ impl TestApp {
                 }
             }
         }
+    }
+
+    /// A client of the access-token service on this server.
+    pub fn tokens(&self) -> AccessTokenServiceClient<Channel> {
+        AccessTokenServiceClient::new(self.channel.clone())
     }
 
     pub async fn login(&self, user_name: &str, password: &str) -> Result<pb::LoginResponse, Status> {

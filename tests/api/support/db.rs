@@ -76,6 +76,58 @@ impl TestDb {
         }
     }
 
+    /// The tables of the schema (not the migration bookkeeping).
+    pub async fn tables(&self) -> Vec<String> {
+        let tables: Vec<String> = match self.kind {
+            StoreKind::Postgres => {
+                sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                    .fetch_all(&mut self.pg().await)
+                    .await
+                    .unwrap()
+            }
+            StoreKind::Sqlite => sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&mut self.sqlite().await)
+                .await
+                .unwrap(),
+        };
+        let tables: Vec<String> = tables
+            .into_iter()
+            .filter(|t| !t.starts_with("_sqlx") && !t.starts_with("sqlite_"))
+            .collect();
+        assert!(tables.len() >= 6, "the schema's tables: {tables:?}");
+        tables
+    }
+
+    /// Makes a Postgres database refuse connections (and drops those open), or accept them again,
+    /// to show what a server does when its database goes away.
+    pub async fn refuse_connections(&self, postgres_base_url: &str, refuse: bool) {
+        assert_eq!(self.kind, StoreKind::Postgres, "only a database server can go away");
+        let name = self
+            .url
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut maintenance = PgConnection::connect(postgres_base_url).await.unwrap();
+        let allow = if refuse { "false" } else { "true" };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"
+        )))
+        .execute(&mut maintenance)
+        .await
+        .unwrap();
+        if refuse {
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(&name)
+                .execute(&mut maintenance)
+                .await
+                .unwrap();
+        }
+    }
+
     pub async fn session_token_hash(&self, session_id: Uuid) -> Vec<u8> {
         let sql = "SELECT token_hash FROM sessions WHERE session_id = $1";
         match self.kind {
