@@ -11,82 +11,49 @@ fn parse_name(field: &str, raw: &str) -> Result<String, FieldViolation> {
     Ok(trimmed.to_owned())
 }
 
-/// A user's login name: 1 to 255 characters, no control characters, surrounding spaces removed.
-/// User names are unique across all tenants and compared case-insensitively, through [`Self::key`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserName(String);
+/// Declares a name newtype: 1 to 255 characters, no control characters, surrounding spaces
+/// removed, with a case-folded [`key`](UserName::key) for uniqueness and lookups. The key is
+/// computed here (Unicode lower case) rather than in SQL, so that every store folds case alike.
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
 
-impl UserName {
-    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldViolation> {
-        parse_name(field, raw).map(Self)
-    }
+        impl $name {
+            pub fn parse(field: &str, raw: &str) -> Result<Self, FieldViolation> {
+                parse_name(field, raw).map(Self)
+            }
 
-    /// The name as the user wrote it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The name as it was written.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
 
-    /// The form that uniqueness and lookups use: Unicode lower case, computed here rather than in
-    /// SQL so that every store folds case the same way.
-    pub fn key(&self) -> String {
-        self.0.to_lowercase()
-    }
+            /// The form that uniqueness and lookups use.
+            pub fn key(&self) -> String {
+                self.0.to_lowercase()
+            }
+        }
+    };
 }
 
-/// A tenant's display name: 1 to 255 characters, unique case-insensitively.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantName(String);
-
-impl TenantName {
-    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldViolation> {
-        parse_name(field, raw).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn key(&self) -> String {
-        self.0.to_lowercase()
-    }
-}
-
-/// A service account's name: 1 to 255 characters, unique case-insensitively within its tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceAccountName(String);
-
-impl ServiceAccountName {
-    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldViolation> {
-        parse_name(field, raw).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn key(&self) -> String {
-        self.0.to_lowercase()
-    }
-}
-
-/// A user access token's name: 1 to 255 characters, unique case-insensitively among the user's
-/// live tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessTokenName(String);
-
-impl AccessTokenName {
-    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldViolation> {
-        parse_name(field, raw).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn key(&self) -> String {
-        self.0.to_lowercase()
-    }
-}
+name_type!(
+    /// A user's login name, unique across all tenants, compared case-insensitively.
+    UserName
+);
+name_type!(
+    /// A tenant's display name, unique case-insensitively.
+    TenantName
+);
+name_type!(
+    /// A service account's name, unique case-insensitively within its tenant.
+    ServiceAccountName
+);
+name_type!(
+    /// A user access token's name, unique case-insensitively among the user's live tokens.
+    AccessTokenName
+);
 
 #[cfg(test)]
 mod tests {
