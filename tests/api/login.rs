@@ -1,5 +1,7 @@
 use std::time::Instant;
 
+use rand::seq::SliceRandom;
+
 use identityd::grpc::pb;
 use sha2::{Digest, Sha256};
 use tonic::Code;
@@ -109,11 +111,15 @@ async fn failed_logins_take_the_same_time(env: TestEnv) {
         ("nobody@example.com", "not the password"),
         ("gone@example.com", "a long password"),
     ];
-    // Interleaved rounds, so that drift in machine load touches every case alike.
-    const ROUNDS: usize = 15;
+    // Interleaved rounds in a shuffled order, so that drift in machine load touches every case
+    // alike and no case always runs in the same place of a round. Two warm-up rounds.
+    const ROUNDS: usize = 41;
     let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    let mut order: Vec<usize> = (0..cases.len()).collect();
     for round in 0..ROUNDS + 2 {
-        for (i, (user, password)) in cases.iter().enumerate() {
+        order.shuffle(&mut rand::thread_rng());
+        for &i in &order {
+            let (user, password) = cases[i];
             let start = Instant::now();
             let status = app.login(user, password).await.unwrap_err();
             let elapsed = start.elapsed().as_secs_f64();
