@@ -7,7 +7,8 @@ use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv};
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
         concurrent_logins_and_validations_all_succeed,
-        users_and_sessions_survive_a_restart
+        users_and_sessions_survive_a_restart,
+        a_full_hashing_queue_answers_resource_exhausted,
     ]
 }
 
@@ -65,5 +66,40 @@ async fn users_and_sessions_survive_a_restart(env: TestEnv) {
     assert!(v.valid, "the session outlives the process");
     assert_eq!(v.user_id, jim.user_id);
     app.login_ok("jim@example.com", "jim's password").await;
+    app.finish().await;
+}
+
+async fn a_full_hashing_queue_answers_resource_exhausted(env: TestEnv) {
+    // One hashing worker and no queue: logins arriving while a hash runs are refused at once.
+    let app = TestApp::spawn_with(&env, |c| {
+        c.hashing_concurrency = Some(1);
+        c.hashing_queue = 0;
+    })
+    .await;
+    let logins: Vec<_> = (0..10)
+        .map(|_| {
+            let mut client = app.login.clone();
+            let request = pb::LoginRequest {
+                user_name: ADMIN_USER.into(),
+                password: ADMIN_PASSWORD.into(),
+                token: String::new(),
+            };
+            tokio::spawn(async move { client.login(request).await })
+        })
+        .collect();
+    let (mut succeeded, mut refused) = (0, 0);
+    for login in logins {
+        match login.await.unwrap() {
+            Ok(_) => succeeded += 1,
+            Err(status) => {
+                crate::support::app::assert_error(&status, tonic::Code::ResourceExhausted, "OVERLOADED");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        succeeded >= 1 && refused >= 1,
+        "{succeeded} succeeded, {refused} refused"
+    );
     app.finish().await;
 }
