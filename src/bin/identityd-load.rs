@@ -1,0 +1,14 @@
+//! identityd-load: the load generator and benchmark probes (see BENCHMARKS.md).
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match identityd::load::main(identityd::load::cli::Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("identityd-load: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The load generator's command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::parse_duration;
+
+/// identityd-load: drives a running identityd with the generated gRPC clients and reports
+/// throughput and latency; seeds databases; measures the hashing ceiling and the start-up time.
+#[derive(Debug, Parser)]
+#[command(name = "identityd-load", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one scenario against a server.
+    Run(RunArgs),
+    /// Create N users and M sessions in a database quickly, and write session tokens to a file.
+    Seed(SeedArgs),
+    /// Hashes per second with all cores at the configured argon2id parameters.
+    HashCeiling(HashCeilingArgs),
+    /// Time from process start to SERVING, and resident memory once idle.
+    Startup(StartupArgs),
+}
+
+/// What a run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// The standard health Check on the same server: the ceiling of the RPC stack.
+    Health,
+    /// ValidateSession over a pool of live sessions.
+    Validate,
+    /// GetCurrentUser with a session as the bearer.
+    Whoami,
+    /// Login with a user name and password.
+    LoginPassword,
+    /// Login with a user access token.
+    LoginToken,
+    /// 90% validate, 8% whoami, 2% password logins.
+    Mixed,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Health => "health",
+            Scenario::Validate => "validate",
+            Scenario::Whoami => "whoami",
+            Scenario::LoginPassword => "login-password",
+            Scenario::LoginToken => "login-token",
+            Scenario::Mixed => "mixed",
+        }
+    }
+
+    /// Whether the scenario needs a pool of live session tokens.
+    pub fn needs_sessions(self) -> bool {
+        matches!(self, Scenario::Validate | Scenario::Whoami | Scenario::Mixed)
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The server, as an http:// URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the calls share.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// How long to measure (after the warm-up), e.g. 10s.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+    /// How many requests to measure, instead of a duration.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Calls made before measuring starts, for as long as this, e.g. 2s.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// The user that logs in (scenarios that log in, and to open the session pool).
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    #[arg(long, env = "IDENTITYD_LOAD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Live sessions to spread validations over, opened at start by logging in.
+    #[arg(long, default_value_t = 64)]
+    pub sessions: usize,
+    /// Read session tokens from this file (one per line, as `seed` writes them) instead of logging in.
+    #[arg(long)]
+    pub tokens_file: Option<PathBuf>,
+    /// Extra callers doing password logins during the whole measurement (a login storm).
+    #[arg(long, default_value_t = 0)]
+    pub storm: usize,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Sample this process's resident memory at the end of the run.
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+impl RunArgs {
+    /// The measurement lasts this long when neither a duration nor a request count is given.
+    pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SeedArgs {
+    /// postgres://… or sqlite://PATH; migrations are applied first.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 10_000)]
+    pub sessions: usize,
+    /// Write the tokens of the first `keep_tokens` sessions here, one per line.
+    #[arg(long)]
+    pub tokens_out: Option<PathBuf>,
+    #[arg(long, default_value_t = 10_000)]
+    pub keep_tokens: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HashCeilingArgs {
+    /// How long to hash, e.g. 5s.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+    /// Threads hashing at once (default: the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// argon2id memory in KiB, passes and lanes (defaults: the service's).
+    #[arg(long, default_value_t = 19456)]
+    pub memory_kib: u32,
+    #[arg(long, default_value_t = 2)]
+    pub iterations: u32,
+    #[arg(long, default_value_t = 1)]
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartupArgs {
+    /// The identityd binary to start.
+    #[arg(long, default_value = "target/release/identityd")]
+    pub binary: PathBuf,
+    /// The database it starts on (an empty one: the time includes its migrations).
+    #[arg(long, default_value = "sqlite::memory:")]
+    pub database_url: String,
+    /// How long to leave it idle before reading its resident memory, e.g. 3s.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub idle: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("identityd-load").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn run_arguments_parse_with_defaults() {
+        let Command::Run(run) = parse(&["run", "--scenario", "validate"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(run.scenario, Scenario::Validate);
+        assert_eq!(
+            (run.concurrency, run.connections, run.sessions, run.storm),
+            (64, 4, 64, 0)
+        );
+        assert_eq!(run.warmup, Duration::from_secs(2));
+        assert_eq!((run.duration, run.requests), (None, None));
+        assert_eq!(run.target, "http://127.0.0.1:50051");
+    }
+
+    #[test]
+    fn run_arguments_parse_every_option() {
+        let cli = parse(&[
+            "run",
+            "--scenario",
+            "login-password",
+            "--target",
+            "http://10.0.0.1:9",
+            "--concurrency",
+            "8",
+            "--connections",
+            "2",
+            "--duration",
+            "15s",
+            "--warmup",
+            "1m",
+            "--storm",
+            "3",
+            "--json",
+            "out.json",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else { panic!() };
+        assert_eq!(run.scenario, Scenario::LoginPassword);
+        assert_eq!(run.duration, Some(Duration::from_secs(15)));
+        assert_eq!(run.warmup, Duration::from_secs(60));
+        assert_eq!((run.concurrency, run.connections, run.storm), (8, 2, 3));
+        assert_eq!(run.json.as_deref(), Some(std::path::Path::new("out.json")));
+    }
+
+    #[test]
+    fn bad_run_arguments_are_refused() {
+        assert!(parse(&["run"]).is_err(), "a scenario is required");
+        assert!(parse(&["run", "--scenario", "nope"]).is_err());
+        assert!(parse(&["run", "--scenario", "health", "--duration", "5s", "--requests", "9"]).is_err());
+        assert!(parse(&["run", "--scenario", "health", "--duration", "soon"]).is_err());
+        assert!(parse(&["run", "--scenario", "health", "--concurrency", "-1"]).is_err());
+    }
+
+    #[test]
+    fn scenario_names_match_the_command_line() {
+        for scenario in Scenario::value_variants() {
+            let value = scenario.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), scenario.name());
+        }
+    }
+}

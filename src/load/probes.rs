@@ -1,0 +1,111 @@
+//! Measurements that need no load: the hashing ceiling, and start-up time and idle memory.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::cli::{HashCeilingArgs, StartupArgs};
+use super::run::resident_kib;
+use crate::auth::{HashingSettings, PasswordHasher};
+
+#[derive(Debug, Serialize)]
+pub struct HashCeiling {
+    pub threads: usize,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes per second with all threads, reusing argon2's memory (as the service does).
+    pub hashes_per_second: f64,
+    /// The same, allocating the memory for every hash.
+    pub hashes_per_second_fresh_memory: f64,
+}
+
+/// Hashes per second with `threads` threads hashing at once, in process.
+pub fn hash_ceiling(args: &HashCeilingArgs) -> anyhow::Result<HashCeiling> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let settings = HashingSettings {
+        memory_kib: args.memory_kib,
+        iterations: args.iterations,
+        parallelism: args.parallelism,
+        concurrency: threads,
+        queue: 0,
+    };
+    let rate = |reuse: bool| -> anyhow::Result<f64> {
+        let hasher = PasswordHasher::new(settings)?;
+        let start = Instant::now();
+        let total: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| scope.spawn(|| hasher.measure_rate(args.duration, reuse)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        Ok(total as f64 / start.elapsed().as_secs_f64())
+    };
+    let fresh = rate(false)?;
+    let reused = rate(true)?;
+    Ok(HashCeiling {
+        threads,
+        memory_kib: args.memory_kib,
+        iterations: args.iterations,
+        parallelism: args.parallelism,
+        hashes_per_second: reused,
+        hashes_per_second_fresh_memory: fresh,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Startup {
+    /// From spawning the process to the first SERVING health answer.
+    pub seconds_to_serving: f64,
+    /// Resident memory after idling.
+    pub idle_rss_kib: u64,
+}
+
+/// Starts the binary on an empty database, times it to SERVING, lets it idle, reads its memory.
+pub async fn startup(args: &StartupArgs) -> anyhow::Result<Startup> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let start = Instant::now();
+    let mut child = Command::new(&args.binary)
+        .env("DATABASE_URL", &args.database_url)
+        .env("IDENTITYD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IDENTITYD_BOOTSTRAP_TENANT", "Startup")
+        .env("IDENTITYD_BOOTSTRAP_USER", "startup-admin")
+        .env("IDENTITYD_BOOTSTRAP_PASSWORD", "startup-password")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", args.binary.display()))?;
+    let target = format!("http://127.0.0.1:{port}");
+    let deadline = start + Duration::from_secs(30);
+    let serving = loop {
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(target.clone())?.connect().await
+            && let Ok(r) = HealthClient::new(channel)
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+            && r.get_ref().status == ServingStatus::Serving as i32
+        {
+            break start.elapsed();
+        }
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            anyhow::bail!("the server did not become SERVING");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    tokio::time::sleep(args.idle).await;
+    let idle_rss_kib = resident_kib(child.id()).unwrap_or(0);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    Ok(Startup {
+        seconds_to_serving: serving.as_secs_f64(),
+        idle_rss_kib,
+    })
+}

@@ -1,0 +1,355 @@
+//! Runs a scenario: opens connections, prepares credentials, drives calls from many workers, and
+//! gathers what they measured.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::cli::{RunArgs, Scenario};
+use super::stats::{Latencies, Report};
+use crate::grpc::pb;
+use crate::grpc::pb::access_token_service_client::AccessTokenServiceClient;
+use crate::grpc::pb::login_service_client::LoginServiceClient;
+use crate::grpc::pb::session_service_client::SessionServiceClient;
+
+/// What one run measured: the scenario, and the login storm beside it when there was one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunOutcome {
+    pub report: Report,
+    pub storm: Option<Report>,
+    /// Resident memory of the server process at the end, in KiB, when its pid was given.
+    pub server_rss_kib: Option<u64>,
+}
+
+/// Credentials the calls use.
+struct Prepared {
+    sessions: Vec<String>,
+    access_token: Option<String>,
+    password: String,
+}
+
+/// One kind of call.
+#[derive(Clone, Copy)]
+enum Call {
+    Health,
+    Validate,
+    Whoami,
+    LoginPassword,
+    LoginToken,
+}
+
+impl Call {
+    /// The call a scenario makes as its `n`th request.
+    fn nth(scenario: Scenario, n: u64) -> Call {
+        match scenario {
+            Scenario::Health => Call::Health,
+            Scenario::Validate => Call::Validate,
+            Scenario::Whoami => Call::Whoami,
+            Scenario::LoginPassword => Call::LoginPassword,
+            Scenario::LoginToken => Call::LoginToken,
+            Scenario::Mixed => match n % 100 {
+                0..90 => Call::Validate,
+                90..98 => Call::Whoami,
+                _ => Call::LoginPassword,
+            },
+        }
+    }
+}
+
+struct Clients {
+    health: HealthClient<Channel>,
+    login: LoginServiceClient<Channel>,
+    sessions: SessionServiceClient<Channel>,
+}
+
+impl Clients {
+    fn new(channel: Channel) -> Self {
+        Clients {
+            health: HealthClient::new(channel.clone()),
+            login: LoginServiceClient::new(channel.clone()),
+            sessions: SessionServiceClient::new(channel),
+        }
+    }
+
+    async fn call(&mut self, call: Call, n: u64, user: &str, prepared: &Prepared) -> Result<(), tonic::Code> {
+        let session = || prepared.sessions[(n as usize) % prepared.sessions.len()].clone();
+        let result = match call {
+            Call::Health => self
+                .health
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+                .map(drop),
+            Call::Validate => {
+                let request = pb::ValidateSessionRequest {
+                    session_token: session(),
+                };
+                match self.sessions.validate_session(request).await {
+                    Ok(r) if !r.get_ref().valid => return Err(tonic::Code::NotFound),
+                    other => other.map(drop),
+                }
+            }
+            Call::Whoami => {
+                let mut request = tonic::Request::new(pb::GetCurrentUserRequest {});
+                let bearer = format!("Bearer {}", session())
+                    .parse()
+                    .map_err(|_| tonic::Code::Internal)?;
+                request.metadata_mut().insert("authorization", bearer);
+                self.sessions.get_current_user(request).await.map(drop)
+            }
+            Call::LoginPassword => {
+                let request = pb::LoginRequest {
+                    user_name: user.to_owned(),
+                    password: prepared.password.clone(),
+                    token: String::new(),
+                };
+                self.login.login(request).await.map(drop)
+            }
+            Call::LoginToken => {
+                let token = prepared.access_token.clone().unwrap_or_default();
+                self.login
+                    .login(pb::LoginRequest {
+                        token,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            }
+        };
+        result.map_err(|status| status.code())
+    }
+}
+
+async fn connect(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        // One endpoint connect per channel: each is its own HTTP/2 connection.
+        let channel = Endpoint::from_shared(target.to_owned())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {target}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+async fn login(channel: &Channel, user: &str, password: &str) -> anyhow::Result<String> {
+    let request = pb::LoginRequest {
+        user_name: user.to_owned(),
+        password: password.to_owned(),
+        token: String::new(),
+    };
+    let response = LoginServiceClient::new(channel.clone())
+        .login(request)
+        .await
+        .context("logging in")?;
+    Ok(response.into_inner().session_token)
+}
+
+async fn prepare(args: &RunArgs, channel: &Channel) -> anyhow::Result<Prepared> {
+    let password = args.password.clone().unwrap_or_default();
+    let needs_password = matches!(
+        args.scenario,
+        Scenario::LoginPassword | Scenario::LoginToken | Scenario::Mixed
+    ) || args.storm > 0;
+    let mut sessions = Vec::new();
+    if args.scenario.needs_sessions() {
+        if let Some(path) = &args.tokens_file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            sessions = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        } else {
+            anyhow::ensure!(args.password.is_some(), "opening the session pool needs --password");
+            for _ in 0..args.sessions.max(1) {
+                sessions.push(login(channel, &args.user, &password).await?);
+            }
+        }
+        anyhow::ensure!(!sessions.is_empty(), "no session tokens to validate");
+    }
+    anyhow::ensure!(
+        !needs_password || args.password.is_some(),
+        "this scenario logs in: give --password"
+    );
+    let access_token = if args.scenario == Scenario::LoginToken {
+        let session = login(channel, &args.user, &password).await?;
+        let mut request = tonic::Request::new(pb::CreateUserAccessTokenRequest {
+            user_access_token_name: format!("load-{}", uuid::Uuid::now_v7()),
+            description: "identityd-load".into(),
+            expiration_days: None,
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {session}").parse()?);
+        let created = AccessTokenServiceClient::new(channel.clone())
+            .create_user_access_token(request)
+            .await?;
+        Some(created.into_inner().token)
+    } else {
+        None
+    };
+    Ok(Prepared {
+        sessions,
+        access_token,
+        password,
+    })
+}
+
+/// Per-worker results.
+#[derive(Default)]
+struct Tally {
+    ok: Latencies,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Runs `workers` callers of `scenario` until `stop` is set, measuring once `measuring` is set.
+#[allow(clippy::too_many_arguments)]
+fn spawn_workers(
+    scenario: Scenario,
+    workers: usize,
+    channels: &[Channel],
+    prepared: &Arc<Prepared>,
+    user: &Arc<str>,
+    measuring: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+    budget: Option<Arc<AtomicU64>>,
+) -> Vec<tokio::task::JoinHandle<Tally>> {
+    (0..workers)
+        .map(|w| {
+            let mut clients = Clients::new(channels[w % channels.len()].clone());
+            let (prepared, user, measuring, stop) = (prepared.clone(), user.clone(), measuring.clone(), stop.clone());
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut n = w as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let counted = measuring.load(Ordering::Relaxed);
+                    if counted && let Some(budget) = &budget {
+                        // Take one request from the budget; when it is spent, this worker is done.
+                        if budget
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let call = Call::nth(scenario, n);
+                    let start = Instant::now();
+                    let result = clients.call(call, n, &user, &prepared).await;
+                    if counted {
+                        match result {
+                            Ok(()) => tally.ok.record(start.elapsed()),
+                            Err(code) => *tally.errors.entry(format!("{code:?}")).or_default() += 1,
+                        }
+                    }
+                    n += workers as u64;
+                }
+                tally
+            })
+        })
+        .collect()
+}
+
+async fn gather(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
+    let mut all = Tally::default();
+    for handle in handles {
+        if let Ok(tally) = handle.await {
+            all.ok.merge(tally.ok);
+            for (code, n) in tally.errors {
+                *all.errors.entry(code).or_default() += n;
+            }
+        }
+    }
+    all
+}
+
+/// Runs the scenario the arguments describe and returns what it measured.
+pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
+    let channels = connect(&args.target, args.connections).await?;
+    let prepared = Arc::new(prepare(&args, &channels[0]).await?);
+    let user: Arc<str> = args.user.clone().into();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let budget = args.requests.map(|n| Arc::new(AtomicU64::new(n)));
+    let workers = spawn_workers(
+        args.scenario,
+        args.concurrency.max(1),
+        &channels,
+        &prepared,
+        &user,
+        &measuring,
+        &stop,
+        budget.clone(),
+    );
+    let storm = spawn_workers(
+        Scenario::LoginPassword,
+        args.storm,
+        &channels,
+        &prepared,
+        &user,
+        &measuring,
+        &stop,
+        None,
+    );
+
+    tokio::time::sleep(args.warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    match &budget {
+        Some(budget) => {
+            while budget.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        None => tokio::time::sleep(args.duration.unwrap_or(RunArgs::DEFAULT_DURATION)).await,
+    }
+    stop.store(true, Ordering::Relaxed);
+    let main = gather(workers).await;
+    let elapsed = start.elapsed();
+    let storm_tally = gather(storm).await;
+
+    let report = Report::new(args.scenario.name(), args.concurrency, elapsed, main.ok, main.errors);
+    let storm =
+        (args.storm > 0).then(|| Report::new("login-storm", args.storm, elapsed, storm_tally.ok, storm_tally.errors));
+    let server_rss_kib = args.pid.and_then(resident_kib);
+    Ok(RunOutcome {
+        report,
+        storm,
+        server_rss_kib,
+    })
+}
+
+/// A process's resident memory in KiB, from /proc.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mixed_scenario_is_mostly_validation() {
+        let mut counts = [0usize; 3];
+        for n in 0..1000 {
+            match Call::nth(Scenario::Mixed, n) {
+                Call::Validate => counts[0] += 1,
+                Call::Whoami => counts[1] += 1,
+                Call::LoginPassword => counts[2] += 1,
+                _ => panic!("mixed makes only these calls"),
+            }
+        }
+        assert_eq!(counts, [900, 80, 20]);
+    }
+
+    #[test]
+    fn resident_memory_of_this_process_is_readable() {
+        assert!(resident_kib(std::process::id()).is_some_and(|kib| kib > 0));
+    }
+}

@@ -1,0 +1,220 @@
+//! Fills a database with users and live sessions quickly, so that table size can be varied.
+//! Rows are written in large batches (Postgres: arrays through UNNEST; SQLite: one transaction).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Duration;
+use sqlx::Connection;
+use uuid::Uuid;
+
+use super::cli::SeedArgs;
+use crate::auth::{HashingSettings, PasswordHasher, SessionToken};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::domain::Password;
+use crate::startup::open_store;
+
+/// The password every seeded user has.
+pub const SEED_PASSWORD: &str = "load-test-password";
+const BATCH: usize = 10_000;
+
+struct SeedUser {
+    id: Uuid,
+    name: String,
+}
+
+struct SeedSession {
+    id: Uuid,
+    hash: Vec<u8>,
+    user: Uuid,
+}
+
+/// Seeds a tenant with `users` users and `sessions` sessions spread over them; returns the tokens
+/// of the first `keep_tokens` sessions (written to `tokens_out` when given).
+pub async fn seed(args: &SeedArgs) -> anyhow::Result<Vec<String>> {
+    open_store(&Config::for_database(&args.database_url)).await?;
+    let hasher = PasswordHasher::new(HashingSettings::default())?;
+    let password = Password::for_login("password", SEED_PASSWORD).map_err(|v| anyhow::anyhow!("{}", v.message))?;
+    let password_hash = hasher.hash(&password).await?;
+    let now = SystemClock.now();
+    let tenant = Uuid::now_v7();
+    let run = &tenant.simple().to_string()[..8];
+    let users: Vec<SeedUser> = (0..args.users.max(1))
+        .map(|i| SeedUser {
+            id: Uuid::now_v7(),
+            name: format!("load-{run}-{i}@example.com"),
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    let sessions: Vec<SeedSession> = (0..args.sessions)
+        .map(|i| {
+            let token = SessionToken::mint();
+            if i < args.keep_tokens {
+                tokens.push(token.expose().to_owned());
+            }
+            SeedSession {
+                id: Uuid::now_v7(),
+                hash: token.hash().as_bytes().to_vec(),
+                user: users[i % users.len()].id,
+            }
+        })
+        .collect();
+    let expire = now + Duration::hours(12);
+    if args.database_url.starts_with("sqlite:") {
+        seed_sqlite(
+            &args.database_url,
+            tenant,
+            run,
+            &users,
+            &sessions,
+            &password_hash,
+            now,
+            expire,
+        )
+        .await?;
+    } else {
+        seed_postgres(
+            &args.database_url,
+            tenant,
+            run,
+            &users,
+            &sessions,
+            &password_hash,
+            now,
+            expire,
+        )
+        .await?;
+    }
+    if let Some(path) = &args.tokens_out {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for token in &tokens {
+            writeln!(file, "{token}")?;
+        }
+        file.flush()?;
+    }
+    Ok(tokens)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn seed_postgres(
+    url: &str,
+    tenant: Uuid,
+    run: &str,
+    users: &[SeedUser],
+    sessions: &[SeedSession],
+    password_hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    expire: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let mut db = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting to Postgres")?;
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO tenants (tenant_id, name, name_key, password_expiry_days, max_access_token_days, create_time, \
+         update_time) VALUES ($1, $2, $2, 90, 0, $3, $3)",
+    )
+    .bind(tenant)
+    .bind(format!("load-{run}"))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for chunk in users.chunks(BATCH) {
+        let ids: Vec<Uuid> = chunk.iter().map(|u| u.id).collect();
+        let names: Vec<String> = chunk.iter().map(|u| u.name.clone()).collect();
+        sqlx::query(
+            "INSERT INTO users (user_id, tenant_id, user_name, user_name_key, email, first_name, last_name, \
+             time_zone, locale, date_format, employee_number, roles, disabled, password_hash, \
+             password_change_time, create_time, update_time) \
+             SELECT id, $3, name, name, name, 'Load', 'Test', '', '', '', '', 0, false, $4, $5, $5, $5 \
+             FROM UNNEST($1::uuid[], $2::text[]) AS u(id, name)",
+        )
+        .bind(ids)
+        .bind(names)
+        .bind(tenant)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in sessions.chunks(BATCH) {
+        let ids: Vec<Uuid> = chunk.iter().map(|s| s.id).collect();
+        let hashes: Vec<Vec<u8>> = chunk.iter().map(|s| s.hash.clone()).collect();
+        let owners: Vec<Uuid> = chunk.iter().map(|s| s.user).collect();
+        sqlx::query(
+            "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
+             last_use_time) SELECT id, hash, owner, $4, 'password', $5, $6, $5 \
+             FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[]) AS s(id, hash, owner)",
+        )
+        .bind(ids)
+        .bind(hashes)
+        .bind(owners)
+        .bind(tenant)
+        .bind(now)
+        .bind(expire)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    sqlx::query("ANALYZE sessions").execute(&mut db).await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn seed_sqlite(
+    url: &str,
+    tenant: Uuid,
+    run: &str,
+    users: &[SeedUser],
+    sessions: &[SeedSession],
+    password_hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    expire: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let mut db = sqlx::SqliteConnection::connect(url).await.context("opening SQLite")?;
+    let mut tx = db.begin().await?;
+    let (now, expire) = (now.timestamp_micros(), expire.timestamp_micros());
+    sqlx::query(
+        "INSERT INTO tenants (tenant_id, name, name_key, password_expiry_days, max_access_token_days, create_time, \
+         update_time) VALUES (?1, ?2, ?2, 90, 0, ?3, ?3)",
+    )
+    .bind(tenant)
+    .bind(format!("load-{run}"))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let password_hash: Arc<str> = password_hash.into();
+    for user in users {
+        sqlx::query(
+            "INSERT INTO users (user_id, tenant_id, user_name, user_name_key, email, first_name, last_name, \
+             time_zone, locale, date_format, employee_number, roles, disabled, password_hash, \
+             password_change_time, create_time, update_time) \
+             VALUES (?1, ?2, ?3, ?3, ?3, 'Load', 'Test', '', '', '', '', 0, 0, ?4, ?5, ?5, ?5)",
+        )
+        .bind(user.id)
+        .bind(tenant)
+        .bind(&user.name)
+        .bind(&*password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for session in sessions {
+        sqlx::query(
+            "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
+             last_use_time) VALUES (?1, ?2, ?3, ?4, 'password', ?5, ?6, ?5)",
+        )
+        .bind(session.id)
+        .bind(&session.hash)
+        .bind(session.user)
+        .bind(tenant)
+        .bind(now)
+        .bind(expire)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
