@@ -23,6 +23,9 @@ use crate::store::sqlite::SqliteStore;
 /// How often the database is pinged to keep the health status true.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Password-hashing memory (19 MiB per worker) is given back after this long without a hash.
+const HASH_MEMORY_IDLE: Duration = Duration::from_secs(10);
+
 /// A built server: the database reached and migrated, the port bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -115,6 +118,7 @@ impl Application {
                 loop {
                     tick.tick().await;
                     identity.flush_last_use().await;
+                    identity.release_idle_memory(HASH_MEMORY_IDLE);
                 }
             }
         });

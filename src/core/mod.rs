@@ -89,6 +89,13 @@ impl Identity {
         }
     }
 
+    /// Frees password-hashing memory once hashing has been idle for `idle`.
+    pub fn release_idle_memory(&self, idle: std::time::Duration) {
+        if self.hasher.release_idle_memory(idle) {
+            tracing::debug!("released idle password-hashing memory");
+        }
+    }
+
     /// Writes the last-use times of sessions and tokens noted since the previous flush.
     pub async fn flush_last_use(&self) {
         self.last_use.flush(self.store.as_ref()).await;
