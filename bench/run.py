@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Reproduces the table in BENCHMARKS.md: every figure is a ratio to a ceiling measured in the
+same run, on the same machine, against a release build on loopback.
+
+    python3 bench/run.py [--stores postgres,sqlite] [--duration 10s] [--postgres URL]
+
+Postgres: a fresh database is created on the server --postgres names (default: the local one)
+and dropped at the end. SQLite: a fresh file in a temporary directory.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER = os.path.join(ROOT, "target/release/identityd")
+LOAD = os.path.join(ROOT, "target/release/identityd-load")
+ADMIN, PASSWORD = "bench-admin", "bench-admin-password"
+
+
+def load(*args):
+    """Runs identityd-load and returns its JSON report (run writes it to a file)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [LOAD, *args]
+        if args[0] == "run":
+            cmd += ["--json", out.name]
+        result = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "IDENTITYD_LOAD_PASSWORD": PASSWORD})
+        print("   ", " ".join(args), "\n     ", result.stdout.strip().replace("\n", "\n      "), flush=True)
+        if args[0] == "run":
+            return json.load(open(out.name))
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url):
+        self.port = free_port()
+        self.target = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DATABASE_URL": url, "IDENTITYD_LISTEN": f"127.0.0.1:{self.port}",
+               "IDENTITYD_BOOTSTRAP_TENANT": "Bench", "IDENTITYD_BOOTSTRAP_USER": ADMIN,
+               "IDENTITYD_BOOTSTRAP_PASSWORD": PASSWORD, "RUST_LOG": "warn"}
+        self.process = subprocess.Popen([SERVER], env=env, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while True:
+            try:
+                subprocess.run([LOAD, "run", "--scenario", "health", "--target", self.target, "--requests", "1",
+                                "--warmup", "1s", "--concurrency", "1", "--connections", "1"],
+                               check=True, capture_output=True)
+                return
+            except subprocess.CalledProcessError:
+                if time.time() > deadline:
+                    raise SystemExit("the server did not start")
+                time.sleep(0.1)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run(server, scenario, duration, *extra):
+    return load("run", "--target", server.target, "--scenario", scenario, "--duration", duration,
+                "--warmup", "2s", "--user", ADMIN, *extra)
+
+
+def bench_store(store, url, duration, tmp, startup_url):
+    print(f"== {store}", flush=True)
+    tokens = os.path.join(tmp, f"{store}-tokens.txt")
+    # The server starts first, so that its first start creates the bench administrator.
+    server = Server(url)
+    subprocess.run([LOAD, "seed", "--database-url", url, "--users", "1000", "--sessions", "10000",
+                    "--tokens-out", tokens, "--keep-tokens", "10000"], check=True)
+    rows = {}
+    try:
+        health = run(server, "health", duration, "--concurrency", "64")["report"]
+        validate = run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
+        rows["validate_vs_health"] = (validate["requests_per_second"], health["requests_per_second"])
+
+        ceiling = load("hash-ceiling", "--duration", "5s")
+        logins = run(server, "login-password", duration, "--concurrency", "8")["report"]
+        rows["login_vs_hash_ceiling"] = (logins["requests_per_second"], ceiling["hashes_per_second"])
+        rows["hash_memory_reuse"] = (ceiling["hashes_per_second"], ceiling["hashes_per_second_fresh_memory"])
+
+        token_logins = run(server, "login-token", duration, "--concurrency", "8")["report"]
+        rows["login_token_vs_hash_ceiling"] = (token_logins["requests_per_second"], ceiling["hashes_per_second"])
+
+        quiet = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        storm = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens, "--storm", "8")
+        rows["p99_storm_vs_quiet"] = (storm["report"]["p99_ms"], quiet["p99_ms"])
+        rows["storm_logins_per_second"] = (storm["storm"]["requests_per_second"], ceiling["hashes_per_second"])
+
+        small = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        server.stop()
+        subprocess.run([LOAD, "seed", "--database-url", url, "--users", "1000", "--sessions", "990000"], check=True)
+        server = Server(url)
+        large = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        rows["p50_1m_vs_10k"] = (large["p50_ms"], small["p50_ms"])
+
+        mixed = run(server, "mixed", duration, "--concurrency", "64", "--tokens-file", tokens,
+                    "--pid", str(server.process.pid))
+        rows["rss_mixed_mib"] = (mixed["server_rss_kib"] / 1024, 1)
+    finally:
+        server.stop()
+    startup = load("startup", "--binary", SERVER, "--database-url", startup_url, "--idle", "15s")
+    rows["startup_seconds"] = (startup["seconds_to_serving"], 1)
+    rows["idle_rss_mib"] = (startup["idle_rss_kib"] / 1024, 1)
+    return rows
+
+
+TARGETS = [
+    ("validate_vs_health", "1. validate rate ÷ health rate, concurrency 64", ">=", 0.8),
+    ("login_vs_hash_ceiling", "2. password-login rate ÷ hashing ceiling", ">=", 0.9),
+    ("p99_storm_vs_quiet", "3. validate p99 during a login storm ÷ without", "<=", 2.0),
+    ("p50_1m_vs_10k", "4. validate p50 with 1M sessions ÷ with 10k", "<=", 1.2),
+    ("idle_rss_mib", "5a. resident memory idle, MiB", "<=", 20.0),
+    ("rss_mixed_mib", "5b. resident memory under the mixed load, MiB", None, None),
+    ("startup_seconds", "5c. start to SERVING on an empty database, s", "<=", 0.5),
+    ("login_token_vs_hash_ceiling", "   token-login rate ÷ hashing ceiling", None, None),
+    ("hash_memory_reuse", "   hashing ceiling with memory reuse ÷ without", None, None),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stores", default="postgres,sqlite")
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    args = parser.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)
+    tmp = tempfile.mkdtemp(prefix="identityd-bench-")
+    results = {}
+    try:
+        for store in args.stores.split(","):
+            if store == "postgres":
+                name = f"identityd_bench_{os.getpid()}"
+                admin = f"{args.postgres}/postgres"
+                subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+                startup_name = name + "_startup"
+                subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {startup_name}"], check=True)
+                try:
+                    results[store] = bench_store(store, f"{args.postgres}/{name}", args.duration, tmp,
+                                                 f"{args.postgres}/{startup_name}")
+                finally:
+                    for db in (name, startup_name):
+                        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
+            else:
+                results[store] = bench_store(store, f"sqlite://{tmp}/bench.db", args.duration, tmp, "sqlite::memory:")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    stores = list(results)
+    print("\n| figure | " + " | ".join(stores) + " | target |")
+    print("|---|" + "---|" * len(stores) + "---|")
+    for key, label, op, target in TARGETS:
+        cells = []
+        for store in stores:
+            num, den = results[store][key]
+            value = num / den
+            met = "" if op is None else (" ✓" if (value >= target if op == ">=" else value <= target) else " ✗")
+            detail = f" ({num:.1f} / {den:.1f})" if den != 1 else ""
+            cells.append(f"{value:.2f}{detail}{met}")
+        print(f"| {label} | " + " | ".join(cells) + f" | {'' if op is None else op + ' ' + str(target)} |")
+    json.dump(results, open(os.path.join(ROOT, "target/bench-results.json"), "w"), indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
