@@ -61,6 +61,11 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_MAX_ACCESS_TOKENS_PER_USER", default_value_t = 50)]
     pub max_access_tokens_per_user: u32,
 
+    /// How long ValidateSession may answer a session from memory. Revocations on this instance
+    /// take effect at once, those on others within the 50 ms revocation poll.
+    #[arg(long, env = "IDENTITYD_VALIDATION_CACHE_TTL", default_value = "2s", value_parser = parse_duration)]
+    pub validation_cache_ttl: Duration,
+
     /// How often last-use times of sessions and access tokens are written to the database.
     #[arg(long, env = "IDENTITYD_LAST_USE_FLUSH", default_value = "5s", value_parser = parse_duration)]
     pub last_use_flush_interval: Duration,

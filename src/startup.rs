@@ -23,6 +23,9 @@ use crate::store::sqlite::SqliteStore;
 /// How often the database is pinged to keep the health status true.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often the store is asked which sessions ended (on any instance), for the validation cache.
+const REVOCATION_POLL: Duration = Duration::from_millis(50);
+
 /// Password-hashing memory (19 MiB per worker) is given back after this long without a hash.
 const HASH_MEMORY_IDLE: Duration = Duration::from_secs(10);
 
@@ -61,6 +64,7 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
     let settings = Settings {
         sessions: config.sessions()?,
         max_access_tokens_per_user: config.max_access_tokens_per_user,
+        validation_cache_ttl: config.validation_cache_ttl,
     };
     Ok(Identity::new(store, hasher, clock, settings))
 }
@@ -111,6 +115,17 @@ impl Application {
         let store = identity.store().clone();
         let health_task = tokio::spawn(watch_health(store, reporter));
         let flusher = identity.clone();
+        let revocation_task = tokio::spawn({
+            let identity = identity.clone();
+            async move {
+                let mut tick = tokio::time::interval(REVOCATION_POLL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    identity.poll_revocations().await;
+                }
+            }
+        });
         let flush_task = tokio::spawn({
             let (identity, interval) = (identity.clone(), config.last_use_flush_interval);
             async move {
@@ -137,6 +152,7 @@ impl Application {
             .await;
         health_task.abort();
         flush_task.abort();
+        revocation_task.abort();
         flusher.flush_last_use().await;
         tracing::info!("stopped");
         result.context("serving gRPC")

@@ -155,6 +155,7 @@ impl Identity {
         if !self.store.revoke_access_token(record.token_id, now, &audit).await? {
             return Err(Error::NotFound("user access token"));
         }
+        self.sessions_changed();
         Ok(())
     }
 

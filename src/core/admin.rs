@@ -144,6 +144,7 @@ impl Identity {
             .actor(caller.user_id())
             .build();
         self.store.update_tenant(&tenant, &audit).await?;
+        self.sessions_changed();
         Ok(tenant)
     }
 
@@ -305,6 +306,7 @@ impl Identity {
             .subject(user.user_id)
             .build();
         self.store.update_user(&user, &audit).await?;
+        self.sessions_changed();
         Ok(user)
     }
 

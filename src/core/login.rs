@@ -174,6 +174,7 @@ impl Identity {
         if !self.store.end_session(target, now, &audit).await? {
             return Err(Error::NotFound("open session"));
         }
+        self.sessions_changed();
         tracing::info!(session_id = %target, "logged out");
         Ok(())
     }

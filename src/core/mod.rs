@@ -10,6 +10,7 @@ pub mod error;
 mod last_use;
 mod login;
 mod sessions;
+mod validation_cache;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use error::{Error, Result};
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::{SessionValidity, SessionView};
+pub use validation_cache::ValidationCache;
 
 /// How long sessions live.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +55,8 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Most live (neither revoked nor expired) user access tokens a user may hold.
     pub max_access_tokens_per_user: u32,
+    /// How long ValidateSession may answer from memory before asking the store again.
+    pub validation_cache_ttl: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -60,6 +64,7 @@ impl Default for Settings {
         Self {
             sessions: SessionSettings::default(),
             max_access_tokens_per_user: 50,
+            validation_cache_ttl: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Identity {
     max_access_tokens_per_user: u32,
     last_use: LastUseRecorder,
     token_last_use: LastUseRecorder,
+    validation_cache: Arc<ValidationCache>,
+    validation_cache_ttl: std::time::Duration,
 }
 
 impl Identity {
@@ -86,7 +93,33 @@ impl Identity {
             max_access_tokens_per_user: settings.max_access_tokens_per_user,
             last_use: LastUseRecorder::new(UseOf::Sessions),
             token_last_use: LastUseRecorder::new(UseOf::AccessTokens),
+            validation_cache: Arc::new(ValidationCache::new(settings.validation_cache_ttl)),
+            validation_cache_ttl: settings.validation_cache_ttl,
         }
+    }
+
+    /// Drops from the validation cache the sessions any instance ended recently. Runs every 50 ms;
+    /// while it fails, the cache is not used.
+    pub async fn poll_revocations(&self) {
+        // Look back over more than an entry's lifetime, so that no ending is missed between polls
+        // or through small clock differences between instances.
+        let window = chrono::Duration::from_std(self.validation_cache_ttl * 2).unwrap_or_default()
+            + chrono::Duration::seconds(10);
+        match self.store.sessions_ended_since(self.clock.now() - window).await {
+            Ok(ended) => {
+                self.validation_cache.forget_sessions(&ended);
+                self.validation_cache.set_trusted(true);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot poll for revocations; validating without the cache");
+                self.validation_cache.set_trusted(false);
+            }
+        }
+    }
+
+    /// Called after every local change that ends sessions or changes what a validation answers.
+    pub(crate) fn sessions_changed(&self) {
+        self.validation_cache.clear();
     }
 
     /// Frees password-hashing memory once hashing has been idle for `idle`.

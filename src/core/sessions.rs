@@ -36,8 +36,18 @@ impl Identity {
         let Some(token) = SessionToken::parse(token) else {
             return Ok(None);
         };
-        let Some(lookup) = self.store.lookup_session(token.hash().as_bytes()).await? else {
-            return Ok(None);
+        let hash = token.hash();
+        let lookup = match self.validation_cache.get(hash.as_bytes()) {
+            Some(cached) => cached,
+            None => {
+                let generation = self.validation_cache.generation();
+                let Some(lookup) = self.store.lookup_session(hash.as_bytes()).await? else {
+                    return Ok(None);
+                };
+                self.validation_cache
+                    .insert(hash.as_bytes().to_vec(), lookup.clone(), generation);
+                lookup
+            }
         };
         let now = self.clock.now();
         if !self.is_live(&lookup, now) {
@@ -100,6 +110,7 @@ impl Identity {
         if !self.store.end_session(session_id, now, &audit).await? {
             return Err(Error::NotFound("open session"));
         }
+        self.sessions_changed();
         Ok(())
     }
 
@@ -113,10 +124,12 @@ impl Identity {
         if let Some(current) = caller.session_id {
             audit = audit.session(current);
         }
-        Ok(self
+        let ended = self
             .store
             .end_user_sessions(caller.user_id(), caller.session_id, now, &audit.build())
-            .await?)
+            .await?;
+        self.sessions_changed();
+        Ok(ended)
     }
 
     pub(crate) fn view(&self, record: SessionRecord, caller: &Caller) -> SessionView {

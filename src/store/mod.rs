@@ -66,6 +66,9 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<u64>;
+    /// The sessions whose end was recorded at or after `since` (one indexed range scan), so that
+    /// other instances can drop them from their validation caches.
+    async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
     /// Records last-use times in one batch; a time older than the stored one is ignored.
     async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
     /// A user's sessions in creation order after `after`; open ones only unless `include_ended`.

@@ -475,6 +475,15 @@ impl Store for PostgresStore {
         Ok(ended)
     }
 
+    async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+        Ok(
+            sqlx::query_scalar("SELECT session_id FROM sessions WHERE end_time >= $1")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
         if uses.is_empty() {
             return Ok(());

@@ -557,6 +557,15 @@ impl Store for SqliteStore {
         Ok(ended)
     }
 
+    async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+        Ok(
+            sqlx::query_scalar("SELECT session_id FROM sessions WHERE end_time >= ?")
+                .bind(micros(since))
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
     async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
         if uses.is_empty() {
             return Ok(());

@@ -15,6 +15,8 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         logout_ends_the_session,
         logout_of_someone_elses_session_is_not_found,
         users_list_and_revoke_their_own_sessions,
+        cached_validations_see_local_revocations_at_once,
+        revocations_on_one_instance_reach_another_through_the_store,
     ]
 }
 
@@ -306,5 +308,81 @@ async fn users_list_and_revoke_their_own_sessions(env: TestEnv) {
     assert_eq!(revoked.revoked_count, 2, "the harness's session and c");
     assert!(!app.validate(&c.session_token).await.valid);
     assert!(app.validate(&a.session_token).await.valid);
+    app.finish().await;
+}
+
+async fn cached_validations_see_local_revocations_at_once(env: TestEnv) {
+    // An hour-long cache lifetime: only the cache's own invalidation can explain a changed answer.
+    let app = TestApp::spawn_with(&env, |c| c.validation_cache_ttl = std::time::Duration::from_secs(3600)).await;
+    let jim = app
+        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .await;
+    let (a, b, c) = (
+        app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.session_token,
+        app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.session_token,
+        app.login_ok("jim@example.com", "jim's password").await.session_token,
+    );
+    for token in [&a, &b, &c] {
+        assert!(app.validate(token).await.valid, "validated once, and cached");
+    }
+    app.login
+        .clone()
+        .logout(bearer(pb::LogoutRequest::default(), &a))
+        .await
+        .unwrap();
+    assert!(!app.validate(&a).await.valid, "logout");
+    app.sessions
+        .clone()
+        .revoke_my_other_sessions(bearer(pb::RevokeMyOtherSessionsRequest {}, &app.admin_token))
+        .await
+        .unwrap();
+    assert!(!app.validate(&b).await.valid, "revoked by its owner");
+    let disable = pb::DisableUserRequest { user_id: jim.user_id };
+    app.admin
+        .clone()
+        .disable_user(bearer(disable, &app.admin_token))
+        .await
+        .unwrap();
+    assert!(!app.validate(&c).await.valid, "user disabled");
+    assert!(app.validate(&app.admin_token).await.valid);
+    app.finish().await;
+}
+
+async fn revocations_on_one_instance_reach_another_through_the_store(env: TestEnv) {
+    let app = TestApp::spawn_with(&env, |c| c.validation_cache_ttl = std::time::Duration::from_secs(3600)).await;
+    let (mut other, instance) = app.second_instance().await;
+    let token = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.session_token;
+    let validate = |token: String| pb::ValidateSessionRequest { session_token: token };
+    assert!(
+        other
+            .validate_session(validate(token.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .valid,
+        "cached there"
+    );
+    app.login
+        .clone()
+        .logout(bearer(pb::LogoutRequest::default(), &token))
+        .await
+        .unwrap();
+    // The other instance learns of the logout from the store's record of ended sessions.
+    let start = std::time::Instant::now();
+    while other
+        .validate_session(validate(token.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .valid
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the logout never reached the other instance"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    eprintln!("the other instance saw the logout after {:?}", start.elapsed());
+    instance.stop().await;
     app.finish().await;
 }

@@ -138,6 +138,22 @@ impl TestApp {
         self.server = Some(server);
     }
 
+    /// Starts a second server over the same database and clock, as another instance behind the
+    /// same load balancer would be; returns its session client and a handle that stops it.
+    pub async fn second_instance(&self) -> (SessionServiceClient<Channel>, Instance) {
+        let app = Application::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .expect("build a second instance");
+        let (channel, shutdown, server) = serve(app).await;
+        (
+            SessionServiceClient::new(channel),
+            Instance {
+                shutdown: Some(shutdown),
+                server: Some(server),
+            },
+        )
+    }
+
     /// Stops the server gracefully (in-flight calls finish, last-use times are written) and waits.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -236,6 +252,23 @@ impl TestApp {
             .await
             .expect("ValidateSession never fails for a bad token")
             .into_inner()
+    }
+}
+
+/// Another running instance; [`Instance::stop`] stops it gracefully.
+pub struct Instance {
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Instance {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran cleanly");
+        }
     }
 }
 
