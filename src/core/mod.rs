@@ -110,9 +110,11 @@ impl Identity {
                 self.validation_cache.forget_sessions(&ended);
                 self.validation_cache.set_trusted(true);
             }
+            // Logged once per outage, not on every 50 ms poll.
             Err(e) => {
-                tracing::warn!(error = %e, "cannot poll for revocations; validating without the cache");
-                self.validation_cache.set_trusted(false);
+                if self.validation_cache.set_trusted(false) {
+                    tracing::warn!(error = %e, "cannot poll for revocations; validating without the cache");
+                }
             }
         }
     }

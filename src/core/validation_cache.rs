@@ -96,10 +96,119 @@ impl ValidationCache {
     }
 
     /// Whether the cache may be used: false (and emptied) while revocations cannot be polled.
-    pub fn set_trusted(&self, trusted: bool) {
+    /// Returns whether that changed.
+    pub fn set_trusted(&self, trusted: bool) -> bool {
         if !trusted {
             self.clear();
         }
-        self.trusted.store(trusted, Ordering::Release);
+        self.trusted.swap(trusted, Ordering::AcqRel) != trusted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SessionKind, SessionRecord, UserRecord};
+    use chrono::Utc;
+
+    fn lookup(session_id: Uuid) -> SessionLookup {
+        let now = Utc::now();
+        let user_id = Uuid::now_v7();
+        let tenant_id = Uuid::now_v7();
+        SessionLookup {
+            session: SessionRecord {
+                session_id,
+                token_hash: vec![1; 32],
+                user_id,
+                tenant_id,
+                kind: SessionKind::Password,
+                create_time: now,
+                expire_time: now,
+                last_use_time: now,
+                end_time: None,
+                impersonator_user_id: None,
+                access_token_id: None,
+            },
+            user: UserRecord {
+                user_id,
+                tenant_id,
+                user_name: "ann".into(),
+                user_name_key: "ann".into(),
+                email: String::new(),
+                first_name: String::new(),
+                last_name: String::new(),
+                time_zone: "UTC".into(),
+                locale: "en_US".into(),
+                date_format: String::new(),
+                employee_number: String::new(),
+                roles: 0,
+                disabled: false,
+                password_hash: String::new(),
+                password_change_time: now,
+                create_time: now,
+                update_time: now,
+            },
+            password_expiry_days: None,
+            tenant_name: "Default".into(),
+        }
+    }
+
+    fn trusted_cache(ttl: Duration) -> ValidationCache {
+        let cache = ValidationCache::new(ttl);
+        cache.set_trusted(true);
+        cache
+    }
+
+    #[test]
+    fn an_untrusted_cache_neither_answers_nor_keeps() {
+        let cache = ValidationCache::new(Duration::from_secs(60));
+        let id = Uuid::now_v7();
+        cache.insert(b"a".to_vec(), lookup(id), cache.generation());
+        assert!(cache.get(b"a").is_none(), "not trusted before the first poll");
+
+        assert!(cache.set_trusted(true), "became trusted");
+        assert!(!cache.set_trusted(true), "already trusted");
+        cache.insert(b"a".to_vec(), lookup(id), cache.generation());
+        assert!(cache.get(b"a").is_some());
+
+        assert!(cache.set_trusted(false), "a failed poll");
+        assert!(!cache.set_trusted(false), "still failing: reported once");
+        assert!(cache.get(b"a").is_none());
+        cache.set_trusted(true);
+        assert!(cache.get(b"a").is_none(), "emptied when trust was lost");
+    }
+
+    #[test]
+    fn a_lookup_read_before_a_clear_is_not_kept() {
+        let cache = trusted_cache(Duration::from_secs(60));
+        let before = cache.generation();
+        cache.clear();
+        cache.insert(b"a".to_vec(), lookup(Uuid::now_v7()), before);
+        assert!(cache.get(b"a").is_none());
+        cache.insert(b"a".to_vec(), lookup(Uuid::now_v7()), cache.generation());
+        assert!(cache.get(b"a").is_some());
+        cache.clear();
+        assert!(cache.get(b"a").is_none());
+    }
+
+    #[test]
+    fn sessions_ended_elsewhere_are_forgotten_and_others_kept() {
+        let cache = trusted_cache(Duration::from_secs(60));
+        let (ended, live) = (Uuid::now_v7(), Uuid::now_v7());
+        cache.insert(b"ended".to_vec(), lookup(ended), cache.generation());
+        cache.insert(b"live".to_vec(), lookup(live), cache.generation());
+        let before = cache.generation();
+        cache.forget_sessions(&[ended]);
+        assert!(cache.get(b"ended").is_none());
+        assert!(cache.get(b"live").is_some());
+        cache.insert(b"ended".to_vec(), lookup(ended), before);
+        assert!(cache.get(b"ended").is_none(), "a read that raced the poll is not kept");
+    }
+
+    #[test]
+    fn entries_expire_after_their_lifetime() {
+        let cache = trusted_cache(Duration::ZERO);
+        cache.insert(b"a".to_vec(), lookup(Uuid::now_v7()), cache.generation());
+        assert!(cache.get(b"a").is_none());
     }
 }
