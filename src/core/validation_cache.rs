@@ -14,7 +14,8 @@ const MAX_ENTRIES: usize = 100_000;
 /// session skip the database.
 ///
 /// The rules that keep it honest:
-/// - An entry lives at most `ttl` (a short expiry, the fallback for anything else).
+/// - An entry lives at most `ttl` (a short expiry, the fallback for anything else); a zero `ttl`
+///   turns the cache off.
 /// - Every local change that ends sessions or changes users or tenants empties the cache at once
 ///   ([`Self::clear`]); a generation number stops a validation that read the store before such a
 ///   change from putting its stale answer back.
@@ -63,7 +64,7 @@ impl ValidationCache {
 
     /// Keeps a lookup read from the store, unless the cache was emptied since `generation`.
     pub fn insert(&self, token_hash: Vec<u8>, lookup: SessionLookup, generation: u64) {
-        if !self.trusted.load(Ordering::Acquire) {
+        if self.ttl.is_zero() || !self.trusted.load(Ordering::Acquire) {
             return;
         }
         let mut inner = self.lock();
@@ -206,9 +207,10 @@ mod tests {
     }
 
     #[test]
-    fn entries_expire_after_their_lifetime() {
+    fn a_zero_lifetime_turns_the_cache_off() {
         let cache = trusted_cache(Duration::ZERO);
         cache.insert(b"a".to_vec(), lookup(Uuid::now_v7()), cache.generation());
         assert!(cache.get(b"a").is_none());
+        assert!(cache.lock().entries.is_empty(), "a zero lifetime keeps nothing");
     }
 }
