@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_HASHING_QUEUE", default_value_t = 64)]
     pub hashing_queue: usize,
 
+    /// How much lower the password-hashing threads are scheduled than the rest of the service (a
+    /// nice increment, 0 to 19; 0 for the same priority).
+    #[arg(long, env = "IDENTITYD_HASHING_NICE", default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub hashing_nice: i32,
+
     /// Most live user access tokens one user may hold.
     #[arg(long, env = "IDENTITYD_MAX_ACCESS_TOKENS_PER_USER", default_value_t = 50)]
     pub max_access_tokens_per_user: u32,
@@ -134,6 +139,7 @@ impl Config {
             parallelism: self.argon2_parallelism,
             concurrency: self.hashing_concurrency.unwrap_or(defaults.concurrency),
             queue: self.hashing_queue,
+            nice: self.hashing_nice,
         }
     }
 

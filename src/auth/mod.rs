@@ -2,6 +2,7 @@
 //! are minted and hashed.
 
 mod access_token_secret;
+mod hashing_workers;
 mod password_hasher;
 mod session_token;
 

@@ -8,8 +8,8 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use super::hashing_workers::HashingWorkers;
 use crate::domain::Password;
-use crate::telemetry::spawn_blocking_with_tracing;
 
 /// The cost of argon2id and how much hashing may run and wait at once.
 #[derive(Debug, Clone, Copy)]
@@ -20,8 +20,11 @@ pub struct HashingSettings {
     pub iterations: u32,
     /// Lanes (OWASP: 1).
     pub parallelism: u32,
-    /// Hashes computed at the same time; each takes a blocking thread and a CPU core.
+    /// Hashes computed at the same time; each takes a hashing thread and a CPU core.
     pub concurrency: usize,
+    /// How much lower than the rest of the service the hashing threads are scheduled (a nice
+    /// increment, 0 to 19), so that validations are not kept waiting by a login storm.
+    pub nice: i32,
     /// Hashes allowed to wait for a free worker; beyond this a call is refused at once.
     pub queue: usize,
 }
@@ -34,6 +37,7 @@ impl Default for HashingSettings {
             parallelism: 1,
             concurrency: std::thread::available_parallelism().map_or(1, usize::from),
             queue: 64,
+            nice: 15,
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct PasswordHasher {
     /// hashing has been idle for a while (see [`Self::release_idle_memory`]).
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     last_hash: Arc<Mutex<std::time::Instant>>,
+    threads: Arc<HashingWorkers>,
+    /// One permit per hashing thread: a call holds one while its hash runs.
     workers: Arc<Semaphore>,
     admission: Arc<Semaphore>,
     /// A hash of a random password with the current parameters. Checking a password against it
@@ -80,6 +86,7 @@ impl PasswordHasher {
             params,
             memory,
             last_hash: Arc::new(Mutex::new(std::time::Instant::now())),
+            threads: Arc::new(HashingWorkers::start(concurrency, settings.nice)?),
             workers: Arc::new(Semaphore::new(concurrency)),
             admission: Arc::new(Semaphore::new(concurrency + settings.queue)),
             dummy_hash: dummy_hash.into(),
@@ -154,9 +161,10 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|e| HashingError::Failed(anyhow::anyhow!("hashing pool closed: {e}")))?;
-        spawn_blocking_with_tracing(work)
+        self.threads
+            .run(work)
             .await
-            .map_err(|e| HashingError::Failed(anyhow::anyhow!("hashing task failed: {e}")))?
+            .ok_or_else(|| HashingError::Failed(anyhow::anyhow!("hashing thread ended")))?
     }
 }
 
@@ -242,6 +250,7 @@ mod tests {
             parallelism: 1,
             concurrency: 1,
             queue: 0,
+            nice: 0,
         }
     }
 

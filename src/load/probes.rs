@@ -36,6 +36,7 @@ pub fn hash_ceiling(args: &HashCeilingArgs) -> anyhow::Result<HashCeiling> {
         parallelism: args.parallelism,
         concurrency: threads,
         queue: 0,
+        nice: 0,
     };
     let rate = |reuse: bool| -> anyhow::Result<f64> {
         let hasher = PasswordHasher::new(settings)?;
