@@ -43,12 +43,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, url):
+    def __init__(self, url, **settings):
         self.port = free_port()
         self.target = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": url, "IDENTITYD_LISTEN": f"127.0.0.1:{self.port}",
                "IDENTITYD_BOOTSTRAP_TENANT": "Bench", "IDENTITYD_BOOTSTRAP_USER": ADMIN,
-               "IDENTITYD_BOOTSTRAP_PASSWORD": PASSWORD, "RUST_LOG": "warn"}
+               "IDENTITYD_BOOTSTRAP_PASSWORD": PASSWORD, "RUST_LOG": "warn", **settings}
         self.process = subprocess.Popen([SERVER], env=env, stdout=subprocess.DEVNULL)
         deadline = time.time() + 30
         while True:
@@ -89,25 +89,38 @@ def bench_store(store, url, duration, tmp, startup_url):
         validate = run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
         rows["validate_10k_vs_health"] = (validate["requests_per_second"], health["requests_per_second"])
 
-        ceiling = load("hash-ceiling", "--duration", "5s")
+        # The machine's speed drifts, so the ceiling is measured before and after the logins and
+        # averaged.
+        before = load("hash-ceiling", "--duration", "5s")
         logins = run(server, "login-password", duration, "--concurrency", "8")["report"]
+        after = load("hash-ceiling", "--duration", "5s")
+        ceiling = {key: (before[key] + after[key]) / 2
+                   for key in ("hashes_per_second", "hashes_per_second_fresh_memory")}
         rows["login_vs_hash_ceiling"] = (logins["requests_per_second"], ceiling["hashes_per_second"])
         rows["hash_memory_reuse"] = (ceiling["hashes_per_second"], ceiling["hashes_per_second_fresh_memory"])
 
         token_logins = run(server, "login-token", duration, "--concurrency", "8")["report"]
         rows["login_token_vs_hash_ceiling"] = (token_logins["requests_per_second"], ceiling["hashes_per_second"])
 
+        # Likewise the quiet p99 is measured before and after the storm.
         quiet = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
         storm = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens, "--storm", "8")
-        rows["p99_storm_vs_quiet"] = (storm["report"]["p99_ms"], quiet["p99_ms"])
+        quiet_after = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        rows["p99_storm_vs_quiet"] = (storm["report"]["p99_ms"], (quiet["p99_ms"] + quiet_after["p99_ms"]) / 2)
         rows["storm_logins_per_second"] = (storm["storm"]["requests_per_second"], ceiling["hashes_per_second"])
 
+        # Row 4 is about the store's lookup as the table grows, so both runs go without the
+        # validation cache, each on a freshly started server.
+        server.stop()
+        server = Server(url, IDENTITYD_VALIDATION_CACHE_TTL="0s")
         small = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
         server.stop()
         subprocess.run([LOAD, "seed", "--database-url", url, "--users", "1000", "--sessions", "990000"], check=True)
-        server = Server(url)
+        server = Server(url, IDENTITYD_VALIDATION_CACHE_TTL="0s")
         large = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
         rows["p50_1m_vs_10k"] = (large["p50_ms"], small["p50_ms"])
+        server.stop()
+        server = Server(url)
 
         mixed = run(server, "mixed", duration, "--concurrency", "64", "--tokens-file", tokens,
                     "--pid", str(server.process.pid))
@@ -125,7 +138,8 @@ TARGETS = [
     ("validate_10k_vs_health", "   the same over 10,000 sessions (mostly cache misses)", None, None),
     ("login_vs_hash_ceiling", "2. password-login rate ÷ hashing ceiling", ">=", 0.9),
     ("p99_storm_vs_quiet", "3. validate p99 during a login storm ÷ without", "<=", 2.0),
-    ("p50_1m_vs_10k", "4. validate p50 with 1M sessions ÷ with 10k", "<=", 1.2),
+    ("storm_logins_per_second", "   password logins during that storm ÷ hashing ceiling", None, None),
+    ("p50_1m_vs_10k", "4. validate p50 with 1M sessions ÷ with 10k (no cache)", "<=", 1.2),
     ("idle_rss_mib", "5a. resident memory idle, MiB", "<=", 20.0),
     ("rss_mixed_mib", "5b. resident memory under the mixed load, MiB", None, None),
     ("startup_seconds", "5c. start to SERVING on an empty database, s", "<=", 0.5),
