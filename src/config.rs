@@ -67,8 +67,8 @@ pub struct Config {
     pub max_access_tokens_per_user: u32,
 
     /// How long ValidateSession may answer a session from memory. Revocations on this instance
-    /// take effect at once, those on others within the 50 ms revocation poll.
-    #[arg(long, env = "IDENTITYD_VALIDATION_CACHE_TTL", default_value = "2s", value_parser = parse_duration)]
+    /// take effect at once, those on others within the 50 ms revocation poll. 0s turns it off.
+    #[arg(long, env = "IDENTITYD_VALIDATION_CACHE_TTL", default_value = "2s", value_parser = parse_duration_or_zero)]
     pub validation_cache_ttl: Duration,
 
     /// How often last-use times of sessions and access tokens are written to the database.
@@ -151,8 +151,16 @@ impl Config {
     }
 }
 
-/// Parses `90s`, `15m`, `12h`, `7d` (or a bare number of seconds).
+/// Parses `90s`, `15m`, `12h`, `7d` (or a bare number of seconds), more than zero.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    match parse_duration_or_zero(raw)? {
+        Duration::ZERO => Err("a duration must be more than zero".into()),
+        duration => Ok(duration),
+    }
+}
+
+/// As [`parse_duration`], for settings where zero turns something off.
+pub fn parse_duration_or_zero(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
@@ -166,9 +174,6 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "d" => n * 86_400,
         _ => return Err(format!("{raw:?} has an unknown unit; use s, m, h or d")),
     };
-    if seconds == 0 {
-        return Err("a duration must be more than zero".into());
-    }
     Ok(Duration::from_secs(seconds))
 }
 
@@ -183,6 +188,8 @@ mod tests {
         assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
         assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("2s"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("h").is_err());
     }
