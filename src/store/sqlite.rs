@@ -64,13 +64,17 @@ impl SqliteStore {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
+        // An embedded database's connections do not die while idle, so they are not pinged before
+        // each use (each ping is one more hand-off to the connection's worker thread).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .with_context(|| format!("opening SQLite database {}", options.get_filename().display()))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(max_readers.max(1))
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .context("opening SQLite readers")?;

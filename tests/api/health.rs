@@ -64,6 +64,9 @@ async fn health_follows_the_database(env: TestEnv) {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     app.db.refuse_connections(&env.postgres_base_url, false).await;
     watch_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
+    // Calls succeed again once it is back, although the connections from before the outage died.
+    app.login_ok(crate::support::app::ADMIN_USER, crate::support::app::ADMIN_PASSWORD)
+        .await;
     app.finish().await;
 }
 
