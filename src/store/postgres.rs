@@ -58,6 +58,26 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// One page of sessions selected by `sql`, whose parameters are: the owner's id, whether ended
+    /// sessions are included, the id to continue after, and the page size.
+    async fn list_sessions(
+        &self,
+        sql: &'static str,
+        owner: Uuid,
+        include_ended: bool,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(include_ended)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
 }
 
 fn unique(field: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -524,19 +544,11 @@ impl Store for PostgresStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<SessionRecord>> {
-        let rows = sqlx::query(
-            "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
-             s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id FROM sessions s \
-             WHERE s.user_id = $1 AND ($2 OR s.end_time IS NULL) AND ($3::uuid IS NULL OR s.session_id > $3) \
-             ORDER BY s.session_id LIMIT $4",
-        )
-        .bind(user_id)
-        .bind(include_ended)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(session_from_row).collect()
+        let sql = "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
+                   s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id FROM sessions s \
+                   WHERE s.user_id = $1 AND ($2 OR s.end_time IS NULL) AND ($3::uuid IS NULL OR s.session_id > $3) \
+                   ORDER BY s.session_id LIMIT $4";
+        self.list_sessions(sql, user_id, include_ended, after, limit).await
     }
 
     async fn insert_access_token(
@@ -706,19 +718,11 @@ impl Store for PostgresStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<SessionRecord>> {
-        let rows = sqlx::query(
-            "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
-             s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id FROM sessions s \
-             WHERE s.access_token_id = $1 AND ($2 OR s.end_time IS NULL) \
-             AND ($3::uuid IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4",
-        )
-        .bind(token_id)
-        .bind(include_ended)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(session_from_row).collect()
+        let sql = "SELECT s.session_id, s.token_hash, s.user_id, s.tenant_id, s.kind, s.create_time, s.expire_time, \
+                   s.last_use_time, s.end_time, s.impersonator_user_id, s.access_token_id FROM sessions s \
+                   WHERE s.access_token_id = $1 AND ($2 OR s.end_time IS NULL) \
+                   AND ($3::uuid IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4";
+        self.list_sessions(sql, token_id, include_ended, after, limit).await
     }
 
     async fn insert_audit(&self, audit: &AuditRecord) -> StoreResult<()> {

@@ -89,6 +89,26 @@ impl SqliteStore {
     async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// One page of sessions selected by `sql`, whose parameters are: the owner's id, whether ended
+    /// sessions are included, the id to continue after, and the page size.
+    async fn list_sessions(
+        &self,
+        sql: &'static str,
+        owner: Uuid,
+        include_ended: bool,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(include_ended)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| session_from_row(r, "")).collect()
+    }
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -593,17 +613,9 @@ impl Store for SqliteStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<SessionRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM sessions WHERE user_id = ?1 AND (?2 OR end_time IS NULL) \
-             AND (?3 IS NULL OR session_id > ?3) ORDER BY session_id LIMIT ?4",
-        )
-        .bind(user_id)
-        .bind(include_ended)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| session_from_row(r, "")).collect()
+        let sql = "SELECT * FROM sessions WHERE user_id = ?1 AND (?2 OR end_time IS NULL) \
+                   AND (?3 IS NULL OR session_id > ?3) ORDER BY session_id LIMIT ?4";
+        self.list_sessions(sql, user_id, include_ended, after, limit).await
     }
 
     async fn insert_access_token(
@@ -769,17 +781,9 @@ impl Store for SqliteStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<SessionRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM sessions WHERE access_token_id = ?1 AND (?2 OR end_time IS NULL) \
-             AND (?3 IS NULL OR session_id > ?3) ORDER BY session_id LIMIT ?4",
-        )
-        .bind(token_id)
-        .bind(include_ended)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| session_from_row(r, "")).collect()
+        let sql = "SELECT * FROM sessions WHERE access_token_id = ?1 AND (?2 OR end_time IS NULL) \
+                   AND (?3 IS NULL OR session_id > ?3) ORDER BY session_id LIMIT ?4";
+        self.list_sessions(sql, token_id, include_ended, after, limit).await
     }
 
     async fn insert_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
