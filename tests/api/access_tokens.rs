@@ -1,9 +1,8 @@
 use chrono::Duration;
 use identityd::grpc::pb;
 use tonic::Code;
-use tonic_types::StatusExt;
 
-use crate::support::app::{ADMIN_USER, TestApp, TestEnv, assert_error, bearer, violated_fields};
+use crate::support::app::{ADMIN_USER, TestApp, TestEnv, assert_already_exists, assert_error, bearer, violated_fields};
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
@@ -334,11 +333,7 @@ async fn names_are_unique_per_user_and_can_be_changed(env: TestEnv) {
     create(&app, &app.admin_token, "ci", None).await.unwrap();
     create(&app, &app.admin_token, "deploy", None).await.unwrap();
     let duplicate = create(&app, &app.admin_token, "CI", None).await.unwrap_err();
-    assert_error(&duplicate, Code::AlreadyExists, "ALREADY_EXISTS");
-    assert_eq!(
-        duplicate.get_details_error_info().unwrap().metadata["field"],
-        "user_access_token_name"
-    );
+    assert_already_exists(&duplicate, "user_access_token_name");
     app.create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
         .await;
     let jim = app.login_ok("jim@example.com", "jim's password").await.session_token;
@@ -369,8 +364,7 @@ async fn names_are_unique_per_user_and_can_be_changed(env: TestEnv) {
     let kept = update("builds", "", None).await.unwrap();
     assert_eq!(kept, renamed, "empty new name and no description change nothing");
     let clash = update("builds", "deploy", None).await.unwrap_err();
-    assert_error(&clash, Code::AlreadyExists, "ALREADY_EXISTS");
-    assert_eq!(clash.get_details_error_info().unwrap().metadata["field"], "new_name");
+    assert_already_exists(&clash, "new_name");
     assert_error(
         &get(&app, &app.admin_token, "ci", "").await.unwrap_err(),
         Code::NotFound,

@@ -1,8 +1,7 @@
 use identityd::grpc::pb;
 use tonic::Code;
-use tonic_types::StatusExt;
 
-use crate::support::app::{ADMIN_USER, TestApp, TestEnv, assert_error, bearer, violated_fields};
+use crate::support::app::{ADMIN_USER, TestApp, TestEnv, assert_already_exists, assert_error, bearer, violated_fields};
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
@@ -64,11 +63,7 @@ async fn only_system_administrators_create_tenants(env: TestEnv) {
         .create_tenant(bearer(duplicate, &app.admin_token))
         .await
         .unwrap_err();
-    assert_error(&status, Code::AlreadyExists, "ALREADY_EXISTS");
-    assert_eq!(
-        status.get_details_error_info().unwrap().metadata["field"],
-        "tenant.name"
-    );
+    assert_already_exists(&status, "tenant.name");
     app.finish().await;
 }
 
@@ -91,11 +86,7 @@ async fn user_names_are_unique_across_tenants(env: TestEnv) {
         .create_user(bearer(request, &app.admin_token))
         .await
         .unwrap_err();
-    assert_error(&status, Code::AlreadyExists, "ALREADY_EXISTS");
-    assert_eq!(
-        status.get_details_error_info().unwrap().metadata["field"],
-        "user.user_name"
-    );
+    assert_already_exists(&status, "user.user_name");
     app.finish().await;
 }
 

@@ -306,6 +306,12 @@ pub fn assert_error(status: &Status, code: Code, reason: &str) {
     assert_eq!(info.domain, "identityd");
 }
 
+/// ALREADY_EXISTS naming the clashing field in `ErrorInfo.metadata["field"]`.
+pub fn assert_already_exists(status: &Status, field: &str) {
+    assert_error(status, Code::AlreadyExists, "ALREADY_EXISTS");
+    assert_eq!(status.get_details_error_info().unwrap().metadata["field"], field);
+}
+
 /// The fields named by a status's `BadRequest` details.
 pub fn violated_fields(status: &Status) -> Vec<String> {
     status
