@@ -1,8 +1,9 @@
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
-use super::sessions::SessionView;
+use super::authorization::Need;
+use super::views::{AccessTokenView, SessionView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::AccessTokenSecret;
 use crate::domain::{AccessTokenName, PageRequest, PageToken, UserName, check_description};
@@ -20,15 +21,6 @@ pub struct NewAccessToken {
     pub expiration_days: Option<i32>,
 }
 
-/// A token as shown to its owner or an administrator: everything but the secret.
-#[derive(Debug, Clone)]
-pub struct AccessTokenView {
-    pub record: AccessTokenRecord,
-    pub user_name: String,
-    /// The last use, including uses not yet written to the store.
-    pub last_use_time: Option<DateTime<Utc>>,
-}
-
 impl Identity {
     /// Creates a token for the caller and returns its secret, this once.
     pub async fn create_access_token(
@@ -37,6 +29,7 @@ impl Identity {
         new: NewAccessToken,
         meta: &RequestMeta,
     ) -> Result<(AccessTokenView, AccessTokenSecret)> {
+        caller.require(Need::ChangeOwn)?;
         let name = AccessTokenName::parse("user_access_token_name", &new.name)?;
         check_description("description", &new.description)?;
         let tenant = self
@@ -60,7 +53,12 @@ impl Identity {
             last_use_time: None,
             revoke_time: None,
         };
-        let audit = self.token_audit("user_access_token.created", now, caller, &caller.user, &record, meta);
+        let audit = self.token_audit(
+            Audit::new("user_access_token.created", now, meta),
+            caller,
+            &caller.user,
+            &record,
+        );
         if !self
             .store
             .insert_access_token(&record, i64::from(self.max_access_tokens_per_user), &audit)
@@ -86,15 +84,12 @@ impl Identity {
         page: PageRequest,
     ) -> Result<(Vec<AccessTokenView>, Option<PageToken>)> {
         let owner = self.token_owner(caller, user_name).await?;
-        let rows = self
-            .store
-            .list_access_tokens(owner.user_id, page.after.map(|t| t.0), page.fetch_limit())
-            .await?;
+        let rows = self.store.list_access_tokens(owner.user_id, page).await?;
         let (rows, next) = page.finish(rows, |t| t.token_id);
         Ok((rows.into_iter().map(|r| self.token_view(r, &owner)).collect(), next))
     }
 
-    /// Renames and describes one of the caller's live tokens.
+    /// Renames and describes one of the caller's live tokens. Only the fields given are written.
     pub async fn update_access_token(
         &self,
         caller: &Caller,
@@ -103,36 +98,45 @@ impl Identity {
         description: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<AccessTokenView> {
-        let mut record = self.find_live_token(&caller.user, name).await?;
-        if !new_name.is_empty() {
-            let new_name = AccessTokenName::parse("new_name", new_name)?;
-            record.name = new_name.as_str().to_owned();
-            record.name_key = new_name.key();
-        }
+        caller.require(Need::ChangeOwn)?;
+        let record = self.find_live_token(&caller.user, name).await?;
+        let new_name = match new_name {
+            "" => None,
+            raw => Some(AccessTokenName::parse("new_name", raw)?),
+        };
         if let Some(description) = description {
             check_description("description", description)?;
-            record.description = description.to_owned();
         }
-        let audit = self.token_audit(
-            "user_access_token.updated",
-            self.clock.now(),
-            caller,
-            &caller.user,
-            &record,
-            meta,
-        );
-        self.store.update_access_token(&record, &audit).await?;
-        Ok(self.token_view(record, &caller.user))
+        let mut audit = Audit::new("user_access_token.updated", self.clock.now(), meta);
+        if let Some(new_name) = &new_name {
+            audit = audit.detail("new_name", new_name.as_str());
+        }
+        let audit = self.token_audit(audit, caller, &caller.user, &record);
+        let new_name = new_name.as_ref().map(|n| (n.as_str(), n.key()));
+        let updated = self
+            .store
+            .update_access_token(
+                record.token_id,
+                new_name.as_ref().map(|(name, key)| (*name, key.as_str())),
+                description,
+                &audit,
+            )
+            .await?
+            .ok_or(Error::NotFound("user access token"))?;
+        Ok(self.token_view(updated, &caller.user))
     }
 
-    /// Gives one of the caller's live tokens a new secret; the old secret stops working at once.
+    /// Gives one of the caller's live tokens a new secret. The old secret stops working at once,
+    /// and every session opened with the token ends: rotation is how a leak is contained, and a
+    /// session opened with the leaked secret would otherwise outlive it.
     pub async fn rotate_access_token(
         &self,
         caller: &Caller,
         name: &str,
         meta: &RequestMeta,
     ) -> Result<(AccessTokenView, AccessTokenSecret)> {
-        let mut record = self.find_live_token(&caller.user, name).await?;
+        caller.require(Need::ChangeOwn)?;
+        let record = self.find_live_token(&caller.user, name).await?;
         let now = self.clock.now();
         if record.expire_time.is_some_and(|end| now >= end) {
             return Err(Error::FailedPrecondition(
@@ -140,22 +144,43 @@ impl Identity {
             ));
         }
         let secret = AccessTokenSecret::mint();
-        record.token_hash = secret.hash().as_bytes().to_vec();
-        record.hint = secret.hint();
-        let audit = self.token_audit("user_access_token.rotated", now, caller, &caller.user, &record, meta);
-        self.store.update_access_token(&record, &audit).await?;
-        Ok((self.token_view(record, &caller.user), secret))
+        let audit = self.token_audit(
+            Audit::new("user_access_token.rotated", now, meta),
+            caller,
+            &caller.user,
+            &record,
+        );
+        let _invalidate = self.invalidate_validations();
+        let rotated = self
+            .store
+            .rotate_access_token(
+                record.token_id,
+                &record.token_hash,
+                secret.hash().as_bytes(),
+                &secret.hint(),
+                now,
+                &audit,
+            )
+            .await?
+            .ok_or(Error::ConcurrentChange("user access token"))?;
+        Ok((self.token_view(rotated, &caller.user), secret))
     }
 
     /// Revokes one of the caller's live tokens; every session opened with it ends at once.
     pub async fn revoke_access_token(&self, caller: &Caller, name: &str, meta: &RequestMeta) -> Result<()> {
+        caller.require(Need::ChangeOwn)?;
         let record = self.find_live_token(&caller.user, name).await?;
         let now = self.clock.now();
-        let audit = self.token_audit("user_access_token.revoked", now, caller, &caller.user, &record, meta);
+        let audit = self.token_audit(
+            Audit::new("user_access_token.revoked", now, meta),
+            caller,
+            &caller.user,
+            &record,
+        );
+        let _invalidate = self.invalidate_validations();
         if !self.store.revoke_access_token(record.token_id, now, &audit).await? {
             return Err(Error::NotFound("user access token"));
         }
-        self.sessions_changed();
         Ok(())
     }
 
@@ -172,12 +197,7 @@ impl Identity {
         let token = self.find_token(&owner, name).await?;
         let rows = self
             .store
-            .list_token_sessions(
-                token.token_id,
-                include_ended,
-                page.after.map(|t| t.0),
-                page.fetch_limit(),
-            )
+            .list_token_sessions(token.token_id, include_ended, page)
             .await?;
         let (rows, next) = page.finish(rows, |s| s.session_id);
         Ok((rows.into_iter().map(|s| self.view(s, caller)).collect(), next))
@@ -187,6 +207,7 @@ impl Identity {
     /// is answered as if they did not exist; another user of the same tenant needs an administrator.
     async fn token_owner(&self, caller: &Caller, user_name: &str) -> Result<UserRecord> {
         if user_name.trim().is_empty() {
+            caller.require(Need::ReadOwn)?;
             return Ok(caller.user.clone());
         }
         let name = UserName::parse("user_name", user_name)?;
@@ -195,9 +216,7 @@ impl Identity {
             .find_user_by_name(&name.key())
             .await?
             .ok_or(Error::NotFound("user"))?;
-        if user.user_id != caller.user_id() {
-            caller.require_tenant_admin(user.tenant_id, "user")?;
-        }
+        caller.require(Need::ReadCredentialsOf(&user))?;
         Ok(user)
     }
 
@@ -224,22 +243,26 @@ impl Identity {
             (stored, pending) => stored.or(pending),
         };
         AccessTokenView {
-            record,
+            name: record.name,
+            description: record.description,
             user_name: owner.user_name.clone(),
+            create_time: record.create_time,
+            expire_time: record.expire_time,
             last_use_time,
+            revoke_time: record.revoke_time,
+            hint: record.hint,
         }
     }
 
+    /// Completes the audit event of a change to `owner`'s token.
     fn token_audit(
         &self,
-        action: &str,
-        at: DateTime<Utc>,
+        audit: Audit,
         caller: &Caller,
         owner: &UserRecord,
         record: &AccessTokenRecord,
-        meta: &RequestMeta,
     ) -> crate::store::AuditRecord {
-        let mut audit = Audit::new(action, at, meta)
+        let mut audit = audit
             .tenant(owner.tenant_id)
             .actor(caller.user_id())
             .subject(owner.user_id)

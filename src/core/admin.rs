@@ -1,12 +1,14 @@
 use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
+use super::authorization::Need;
+use super::views::{AuditEventView, ServiceAccountView, TenantView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::domain::{
-    FieldViolation, PageRequest, PageToken, Password, PasswordExpiry, Role, Roles, ServiceAccountName, TenantName,
-    UserName, UserProfile,
+    AuditFilter, FieldViolation, PageRequest, PageToken, Password, PasswordExpiry, ProfilePatch, Role, Roles,
+    ServiceAccountName, TenantName, UserName, UserProfile,
 };
-use crate::store::{AuditFilter, AuditRecord, ServiceAccountRecord, TenantRecord, UserRecord};
+use crate::store::{ServiceAccountRecord, TenantChanges, TenantRecord, UserGuard, UserRecord, UserWrite};
 
 /// The changes asked of a tenant; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
@@ -27,18 +29,6 @@ pub struct NewUser {
     pub roles: Roles,
 }
 
-/// The profile changes asked of a user; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct UserPatch {
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub time_zone: Option<String>,
-    pub locale: Option<String>,
-    pub date_format: Option<String>,
-    pub employee_number: Option<String>,
-}
-
 pub(crate) fn check_max_token_days(field: &str, days: i32) -> Result<(), FieldViolation> {
     if (0..=3650).contains(&days) {
         Ok(())
@@ -57,8 +47,8 @@ impl Identity {
         max_access_token_days: i32,
         served_tenant_ids: Vec<Uuid>,
         meta: &RequestMeta,
-    ) -> Result<TenantRecord> {
-        caller.require_system_admin()?;
+    ) -> Result<TenantView> {
+        caller.require(Need::ChangeAllTenants)?;
         let name = TenantName::parse("tenant.name", name)?;
         check_max_token_days("tenant.max_access_token_days", max_access_token_days)?;
         self.check_tenants_exist(&served_tenant_ids).await?;
@@ -79,54 +69,53 @@ impl Identity {
             .detail("name", &tenant.name)
             .build();
         self.store.insert_tenant(&tenant, &audit).await?;
-        Ok(tenant)
+        Ok(tenant.into())
     }
 
     /// Reads a tenant: system administrators, and the tenant's own administrators.
-    pub async fn get_tenant(&self, caller: &Caller, tenant_id: Uuid) -> Result<TenantRecord> {
-        caller.require_tenant_admin(tenant_id, "tenant")?;
-        self.store.get_tenant(tenant_id).await?.ok_or(Error::NotFound("tenant"))
+    pub async fn get_tenant(&self, caller: &Caller, tenant_id: Uuid) -> Result<TenantView> {
+        caller.require(Need::ReadTenant(tenant_id, "tenant"))?;
+        let tenant = self
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        Ok(tenant.into())
     }
 
-    /// Updates a tenant. Its administrators may rename it and set its policies; which tenants it
-    /// serves is for system administrators alone.
+    /// Updates a tenant. Its administrators set its policies; renaming it and saying which
+    /// tenants it serves is for system administrators, who see every tenant — a tenant
+    /// administrator could otherwise learn other tenants' names from a clash.
     pub async fn update_tenant(
         &self,
         caller: &Caller,
         tenant_id: Uuid,
         patch: TenantPatch,
         meta: &RequestMeta,
-    ) -> Result<TenantRecord> {
-        caller.require_tenant_admin(tenant_id, "tenant")?;
-        if patch.served_tenant_ids.is_some() {
-            caller.require_system_admin()?;
+    ) -> Result<TenantView> {
+        caller.require(Need::ChangeTenant(tenant_id))?;
+        if patch.name.is_some() || patch.served_tenant_ids.is_some() {
+            caller.require(Need::ChangeAllTenants)?;
         }
-        let mut tenant = self
-            .store
-            .get_tenant(tenant_id)
-            .await?
-            .ok_or(Error::NotFound("tenant"))?;
+        let mut changes = TenantChanges {
+            password_expiry_days: patch.password_expiry.map(PasswordExpiry::days),
+            ..TenantChanges::default()
+        };
         let mut violations = Vec::new();
         if let Some(name) = &patch.name {
             match TenantName::parse("tenant.name", name) {
-                Ok(name) => {
-                    tenant.name = name.as_str().to_owned();
-                    tenant.name_key = name.key();
-                }
+                Ok(name) => changes.name = Some((name.as_str().to_owned(), name.key())),
                 Err(v) => violations.push(v),
             }
         }
         if let Some(days) = patch.max_access_token_days {
             match check_max_token_days("tenant.max_access_token_days", days) {
-                Ok(()) => tenant.max_access_token_days = days,
+                Ok(()) => changes.max_access_token_days = Some(days),
                 Err(v) => violations.push(v),
             }
         }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
-        }
-        if let Some(policy) = patch.password_expiry {
-            tenant.password_expiry_days = policy.days();
         }
         if let Some(served) = patch.served_tenant_ids {
             if served.contains(&tenant_id) {
@@ -136,16 +125,20 @@ impl Identity {
                 ));
             }
             self.check_tenants_exist(&served).await?;
-            tenant.served_tenant_ids = dedup(served);
+            changes.served_tenant_ids = Some(dedup(served));
         }
-        tenant.update_time = self.clock.now();
-        let audit = Audit::new("tenant.updated", tenant.update_time, meta)
+        let now = self.clock.now();
+        let audit = Audit::new("tenant.updated", now, meta)
             .tenant(tenant_id)
             .actor(caller.user_id())
             .build();
-        self.store.update_tenant(&tenant, &audit).await?;
-        self.sessions_changed();
-        Ok(tenant)
+        let _invalidate = self.invalidate_validations();
+        let tenant = self
+            .store
+            .update_tenant(tenant_id, &changes, now, &audit)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        Ok(tenant.into())
     }
 
     async fn check_tenants_exist(&self, ids: &[Uuid]) -> Result<()> {
@@ -160,13 +153,10 @@ impl Identity {
         Ok(())
     }
 
-    /// Creates a user in a tenant the caller administers. Only a system administrator may grant
-    /// the system administrator role.
-    pub async fn create_user(&self, caller: &Caller, new: NewUser, meta: &RequestMeta) -> Result<UserRecord> {
-        caller.require_tenant_admin(new.tenant_id, "tenant")?;
-        if new.roles.contains(Role::SystemAdmin) {
-            caller.require_system_admin()?;
-        }
+    /// Creates a user in a tenant the caller administers, with roles the caller holds.
+    pub async fn create_user(&self, caller: &Caller, new: NewUser, meta: &RequestMeta) -> Result<UserView> {
+        caller.require(Need::ChangeTenant(new.tenant_id))?;
+        caller.require(Need::GrantRoles(new.roles))?;
         let mut violations = Vec::new();
         let name = UserName::parse("user.user_name", &new.user_name)
             .map_err(|v| violations.push(v))
@@ -196,17 +186,14 @@ impl Identity {
             .detail("user_name", &user.user_name)
             .build();
         self.store.insert_user(&user, &audit).await?;
-        Ok(user)
+        Ok(user.into())
     }
 
     /// Reads a user: the user themself, or an administrator of their tenant.
-    pub async fn get_user(&self, caller: &Caller, user_id: Uuid) -> Result<UserRecord> {
-        if user_id == caller.user_id() {
-            return Ok(caller.user.clone());
-        }
+    pub async fn get_user(&self, caller: &Caller, user_id: Uuid) -> Result<UserView> {
         let user = self.store.get_user(user_id).await?.ok_or(Error::NotFound("user"))?;
-        caller.require_tenant_admin(user.tenant_id, "user")?;
-        Ok(user)
+        caller.require(Need::ReadUser(&user))?;
+        Ok(user.into())
     }
 
     pub async fn list_users(
@@ -214,100 +201,107 @@ impl Identity {
         caller: &Caller,
         tenant_id: Uuid,
         page: PageRequest,
-    ) -> Result<(Vec<UserRecord>, Option<PageToken>)> {
-        caller.require_tenant_admin(tenant_id, "tenant")?;
-        let rows = self
-            .store
-            .list_users(tenant_id, page.after.map(|t| t.0), page.fetch_limit())
-            .await?;
-        Ok(page.finish(rows, |u| u.user_id))
+    ) -> Result<(Vec<UserView>, Option<PageToken>)> {
+        caller.require(Need::ReadTenant(tenant_id, "tenant"))?;
+        let rows = self.store.list_users(tenant_id, page).await?;
+        let (rows, next) = page.finish(rows, |u| u.user_id);
+        Ok((rows.into_iter().map(UserView::from).collect(), next))
     }
 
-    /// Changes a user's profile: the user themself, or an administrator of their tenant.
+    /// Changes a user's profile: the user themself, or an administrator of their tenant who holds
+    /// every role the user holds. Only the fields in `patch` are written.
     pub async fn update_user(
         &self,
         caller: &Caller,
         user_id: Uuid,
-        patch: UserPatch,
+        patch: ProfilePatch,
         meta: &RequestMeta,
-    ) -> Result<UserRecord> {
-        let mut user = self.get_user(caller, user_id).await?;
-        let p = &mut user;
-        let fields = [
-            (patch.email, &mut p.email),
-            (patch.first_name, &mut p.first_name),
-            (patch.last_name, &mut p.last_name),
-            (patch.time_zone, &mut p.time_zone),
-            (patch.locale, &mut p.locale),
-            (patch.date_format, &mut p.date_format),
-            (patch.employee_number, &mut p.employee_number),
-        ];
-        for (new, slot) in fields {
-            if let Some(value) = new {
-                *slot = value;
-            }
+    ) -> Result<UserView> {
+        let user = self.store.get_user(user_id).await?.ok_or(Error::NotFound("user"))?;
+        if user_id == caller.user_id() {
+            caller.require(Need::ChangeOwn)?;
+        } else {
+            caller.require(Need::ChangeUser(&user))?;
         }
-        profile_of(&user).check("user.")?;
-        self.save_user(caller, user, "user.updated", meta).await
+        patched_profile(&user, &patch).check("user.")?;
+        let guard = UserGuard {
+            user_id,
+            roles: user.roles,
+            keep_an_enabled_holder_of: None,
+        };
+        let (audit, now) = self.user_audit("user.updated", caller, &user, meta);
+        let _invalidate = self.invalidate_validations();
+        let written = self.store.update_user_profile(&guard, &patch, now, &audit).await?;
+        user_written(written)
     }
 
-    /// Disables or enables a user. Disabling ends their sessions at once. Administrators cannot
-    /// disable themselves, so that a tenant is never left without its last administrator by mistake.
+    /// Disables or enables a user. Disabling ends their sessions at once. Nobody disables
+    /// themselves (so that a tenant is never left without its last administrator by mistake), and
+    /// nobody disables the last enabled system administrator.
     pub async fn set_user_disabled(
         &self,
         caller: &Caller,
         user_id: Uuid,
         disabled: bool,
         meta: &RequestMeta,
-    ) -> Result<UserRecord> {
-        let mut user = self.administered_user(caller, user_id).await?;
+    ) -> Result<UserView> {
+        let user = self.store.get_user(user_id).await?.ok_or(Error::NotFound("user"))?;
+        caller.require(Need::ChangeUser(&user))?;
         if disabled && user_id == caller.user_id() {
             return Err(Error::FailedPrecondition("you cannot disable your own account".into()));
         }
-        user.disabled = disabled;
+        let guard = UserGuard {
+            user_id,
+            roles: user.roles,
+            keep_an_enabled_holder_of: (disabled && Roles::from_bits(user.roles).contains(Role::SystemAdmin))
+                .then(|| Roles::from_iter([Role::SystemAdmin]).bits()),
+        };
         let action = if disabled { "user.disabled" } else { "user.enabled" };
-        self.save_user(caller, user, action, meta).await
+        let (audit, now) = self.user_audit(action, caller, &user, meta);
+        let _invalidate = self.invalidate_validations();
+        let written = self.store.set_user_disabled(&guard, disabled, now, &audit).await?;
+        user_written(written)
     }
 
-    /// Replaces a user's roles. Only a system administrator grants or removes that role.
+    /// Replaces a user's roles. The caller must hold every role the user holds and every role
+    /// granted or removed; nobody removes the last enabled system administrator's role.
     pub async fn set_user_roles(
         &self,
         caller: &Caller,
         user_id: Uuid,
         roles: Roles,
         meta: &RequestMeta,
-    ) -> Result<UserRecord> {
-        let mut user = self.administered_user(caller, user_id).await?;
-        let had_system_admin = Roles::from_bits(user.roles).contains(Role::SystemAdmin);
-        if had_system_admin != roles.contains(Role::SystemAdmin) {
-            caller.require_system_admin()?;
-        }
-        user.roles = roles.bits();
-        self.save_user(caller, user, "user.roles_changed", meta).await
-    }
-
-    async fn administered_user(&self, caller: &Caller, user_id: Uuid) -> Result<UserRecord> {
+    ) -> Result<UserView> {
         let user = self.store.get_user(user_id).await?.ok_or(Error::NotFound("user"))?;
-        caller.require_tenant_admin(user.tenant_id, "user")?;
-        Ok(user)
+        caller.require(Need::ChangeUser(&user))?;
+        let old = Roles::from_bits(user.roles);
+        caller.require(Need::GrantRoles(Roles::from_bits(old.bits() ^ roles.bits())))?;
+        let guard = UserGuard {
+            user_id,
+            roles: user.roles,
+            keep_an_enabled_holder_of: (old.contains(Role::SystemAdmin) && !roles.contains(Role::SystemAdmin))
+                .then(|| Roles::from_iter([Role::SystemAdmin]).bits()),
+        };
+        let (audit, now) = self.user_audit("user.roles_changed", caller, &user, meta);
+        let _invalidate = self.invalidate_validations();
+        let written = self.store.set_user_roles(&guard, roles.bits(), now, &audit).await?;
+        user_written(written)
     }
 
-    async fn save_user(
+    fn user_audit(
         &self,
-        caller: &Caller,
-        mut user: UserRecord,
         action: &str,
+        caller: &Caller,
+        user: &UserRecord,
         meta: &RequestMeta,
-    ) -> Result<UserRecord> {
-        user.update_time = self.clock.now();
-        let audit = Audit::new(action, user.update_time, meta)
+    ) -> (crate::store::AuditRecord, chrono::DateTime<chrono::Utc>) {
+        let now = self.clock.now();
+        let audit = Audit::new(action, now, meta)
             .tenant(user.tenant_id)
             .actor(caller.user_id())
             .subject(user.user_id)
             .build();
-        self.store.update_user(&user, &audit).await?;
-        self.sessions_changed();
-        Ok(user)
+        (audit, now)
     }
 
     pub async fn create_service_account(
@@ -317,8 +311,8 @@ impl Identity {
         name: &str,
         description: &str,
         meta: &RequestMeta,
-    ) -> Result<ServiceAccountRecord> {
-        caller.require_tenant_admin(tenant_id, "tenant")?;
+    ) -> Result<ServiceAccountView> {
+        caller.require(Need::ChangeTenant(tenant_id))?;
         let name = ServiceAccountName::parse("name", name)?;
         crate::domain::check_description("description", description)?;
         if self.store.get_tenant(tenant_id).await?.is_none() {
@@ -339,7 +333,7 @@ impl Identity {
             .detail("name", &account.name)
             .build();
         self.store.insert_service_account(&account, &audit).await?;
-        Ok(account)
+        Ok(account.into())
     }
 
     pub async fn list_service_accounts(
@@ -347,13 +341,11 @@ impl Identity {
         caller: &Caller,
         tenant_id: Uuid,
         page: PageRequest,
-    ) -> Result<(Vec<ServiceAccountRecord>, Option<PageToken>)> {
-        caller.require_tenant_admin(tenant_id, "tenant")?;
-        let rows = self
-            .store
-            .list_service_accounts(tenant_id, page.after.map(|t| t.0), page.fetch_limit())
-            .await?;
-        Ok(page.finish(rows, |a| a.service_account_id))
+    ) -> Result<(Vec<ServiceAccountView>, Option<PageToken>)> {
+        caller.require(Need::ReadTenant(tenant_id, "tenant"))?;
+        let rows = self.store.list_service_accounts(tenant_id, page).await?;
+        let (rows, next) = page.finish(rows, |a| a.service_account_id);
+        Ok((rows.into_iter().map(ServiceAccountView::from).collect(), next))
     }
 
     /// Lists audit events, oldest first. A tenant administrator sees their own tenant's events;
@@ -363,21 +355,33 @@ impl Identity {
         caller: &Caller,
         mut filter: AuditFilter,
         page: PageRequest,
-    ) -> Result<(Vec<AuditRecord>, Option<PageToken>)> {
-        if !caller.has(Role::SystemAdmin) {
-            let tenant_id = *filter.tenant_id.get_or_insert(caller.tenant_id);
-            caller.require_tenant_admin(tenant_id, "tenant")?;
+    ) -> Result<(Vec<AuditEventView>, Option<PageToken>)> {
+        match filter.tenant_id {
+            Some(tenant_id) => caller.require(Need::ReadTenant(tenant_id, "tenant"))?,
+            None if caller.has(Role::SystemAdmin) => caller.require(Need::ReadAllTenants)?,
+            None => {
+                let tenant_id = *filter.tenant_id.insert(caller.tenant_id);
+                caller.require(Need::ReadTenant(tenant_id, "tenant"))?;
+            }
         }
         if let (Some(start), Some(end)) = (filter.start_time, filter.end_time)
             && start > end
         {
             return Err(Error::invalid("end_time", "must not be before start_time"));
         }
-        let rows = self
-            .store
-            .list_audit(&filter, page.after.map(|t| t.0), page.fetch_limit())
-            .await?;
-        Ok(page.finish(rows, |a| a.event_id))
+        let rows = self.store.list_audit(&filter, page).await?;
+        let (rows, next) = page.finish(rows, |a| a.event_id);
+        Ok((rows.into_iter().map(AuditEventView::from).collect(), next))
+    }
+}
+
+/// What a guarded write on a user answers the caller.
+fn user_written(written: UserWrite) -> Result<UserView> {
+    match written {
+        UserWrite::Written(user) => Ok((*user).into()),
+        UserWrite::Missing => Err(Error::NotFound("user")),
+        UserWrite::RolesChanged => Err(Error::ConcurrentChange("user")),
+        UserWrite::LastHolder => Err(Error::LastSystemAdmin),
     }
 }
 
@@ -416,14 +420,16 @@ pub(crate) fn user_record(
     }
 }
 
-fn profile_of(u: &UserRecord) -> UserProfile {
+/// The profile a user would have after `patch`, for checking it whole.
+fn patched_profile(u: &UserRecord, patch: &ProfilePatch) -> UserProfile {
+    let pick = |new: &Option<String>, old: &String| new.clone().unwrap_or_else(|| old.clone());
     UserProfile {
-        email: u.email.clone(),
-        first_name: u.first_name.clone(),
-        last_name: u.last_name.clone(),
-        time_zone: u.time_zone.clone(),
-        locale: u.locale.clone(),
-        date_format: u.date_format.clone(),
-        employee_number: u.employee_number.clone(),
+        email: pick(&patch.email, &u.email),
+        first_name: pick(&patch.first_name, &u.first_name),
+        last_name: pick(&patch.last_name, &u.last_name),
+        time_zone: pick(&patch.time_zone, &u.time_zone),
+        locale: pick(&patch.locale, &u.locale),
+        date_format: pick(&patch.date_format, &u.date_format),
+        employee_number: pick(&patch.employee_number, &u.employee_number),
     }
 }

@@ -1,68 +1,47 @@
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Error, Identity, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
 use crate::domain::{Role, Roles};
-use crate::store::{AccessTokenLookup, AccessTokenRecord, SessionLookup, UserRecord};
+use crate::store::UserRecord;
 
 /// Who is making a call, established from their bearer credential: a session token, or a user
 /// access token used directly (then there is no session).
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The session the call comes through; `None` when a user access token is the bearer.
-    pub session_id: Option<Uuid>,
-    /// The access token the call comes through, when one is the bearer.
-    pub access_token_id: Option<Uuid>,
-    pub user: UserRecord,
+    pub(crate) session_id: Option<Uuid>,
+    /// The user access token behind the call: the bearer itself, or the one the session was
+    /// opened with.
+    pub(crate) access_token_id: Option<Uuid>,
+    /// The user as read when the call was authenticated.
+    pub(crate) user: UserRecord,
     /// The tenant the caller acts in.
-    pub tenant_id: Uuid,
-    pub tenant_name: String,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) tenant_name: String,
 }
 
 impl Caller {
-    pub fn roles(&self) -> Roles {
+    pub(crate) fn roles(&self) -> Roles {
         Roles::from_bits(self.user.roles)
     }
 
-    pub fn has(&self, role: Role) -> bool {
+    pub(crate) fn has(&self, role: Role) -> bool {
         self.roles().contains(role)
     }
 
-    pub fn user_id(&self) -> Uuid {
+    pub(crate) fn user_id(&self) -> Uuid {
         self.user.user_id
     }
 
-    /// Succeeds when the caller administers `tenant_id`. A caller from another tenant is told the
-    /// thing does not exist, so that ids cannot be probed; a member without the role is refused.
-    pub fn require_tenant_admin(&self, tenant_id: Uuid, what: &'static str) -> Result<()> {
-        if self.has(Role::SystemAdmin) {
-            return Ok(());
-        }
-        if self.tenant_id != tenant_id {
-            return Err(Error::NotFound(what));
-        }
-        if self.has(Role::TenantAdmin) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(
-                "this call needs the tenant administrator role".into(),
-            ))
-        }
-    }
-
-    pub fn require_system_admin(&self) -> Result<()> {
-        if self.has(Role::SystemAdmin) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(
-                "this call needs the system administrator role".into(),
-            ))
-        }
+    /// Whether the call comes through a user access token, directly or through a session opened
+    /// with one.
+    pub(crate) fn through_access_token(&self) -> bool {
+        self.access_token_id.is_some()
     }
 
     /// The caller's session, for calls that only make sense inside one.
-    pub fn require_session(&self) -> Result<Uuid> {
+    pub(crate) fn require_session(&self) -> Result<Uuid> {
         self.session_id
             .ok_or_else(|| Error::FailedPrecondition("this call needs a session; a user access token has none".into()))
     }
@@ -78,7 +57,7 @@ impl Identity {
             let lookup = self.use_access_token(raw).await?;
             return Ok(Caller {
                 session_id: None,
-                access_token_id: Some(lookup.token.token_id),
+                access_token_id: Some(lookup.token_id),
                 tenant_id: lookup.user.tenant_id,
                 tenant_name: lookup.tenant_name,
                 user: lookup.user,
@@ -103,47 +82,4 @@ impl Identity {
             user: lookup.user,
         })
     }
-
-    /// Checks a user access token and notes its use. A malformed one (its checksum catches any
-    /// typo) is refused without a database query; unknown ones and those of disabled users are
-    /// InvalidCredentials; expired and revoked ones say so, since only the token's holder can ask.
-    pub(crate) async fn use_access_token(&self, raw: &str) -> Result<AccessTokenLookup> {
-        let secret = AccessTokenSecret::parse(raw).ok_or(Error::InvalidCredentials)?;
-        let lookup = self
-            .store
-            .lookup_access_token(secret.hash().as_bytes())
-            .await?
-            .ok_or(Error::InvalidCredentials)?;
-        let now = self.clock.now();
-        check_token_usable(&lookup.token, &lookup.user, now)?;
-        self.token_last_use.touch(lookup.token.token_id, now);
-        Ok(lookup)
-    }
-
-    /// Whether a looked-up session may be used at `now`: not ended, not past its absolute expiry,
-    /// not idle too long, and its user not disabled.
-    pub(crate) fn is_live(&self, lookup: &SessionLookup, now: DateTime<Utc>) -> bool {
-        let session = &lookup.session;
-        let last_use = self
-            .last_use
-            .pending(session.session_id)
-            .map_or(session.last_use_time, |pending| pending.max(session.last_use_time));
-        session.end_time.is_none()
-            && now < session.expire_time
-            && now < last_use + self.sessions.idle_timeout
-            && !lookup.user.disabled
-    }
-}
-
-fn check_token_usable(token: &AccessTokenRecord, user: &UserRecord, now: DateTime<Utc>) -> Result<()> {
-    if user.disabled {
-        return Err(Error::InvalidCredentials);
-    }
-    if token.revoke_time.is_some() {
-        return Err(Error::TokenRevoked);
-    }
-    if token.expire_time.is_some_and(|end| now >= end) {
-        return Err(Error::TokenExpired);
-    }
-    Ok(())
 }

@@ -12,6 +12,9 @@ pub mod reason {
     pub const TOKEN_REVOKED: &str = "TOKEN_REVOKED";
     pub const TOKEN_LIMIT_REACHED: &str = "TOKEN_LIMIT_REACHED";
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
+    pub const ACCESS_TOKEN_NOT_ALLOWED: &str = "ACCESS_TOKEN_NOT_ALLOWED";
+    pub const LAST_SYSTEM_ADMIN: &str = "LAST_SYSTEM_ADMIN";
+    pub const CONCURRENT_CHANGE: &str = "CONCURRENT_CHANGE";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
     pub const FAILED_PRECONDITION: &str = "FAILED_PRECONDITION";
@@ -50,6 +53,18 @@ pub enum Error {
     /// The caller is known but may not do this. PERMISSION_DENIED.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The call changes credentials, sessions or administration, and the caller came with a user
+    /// access token (as the bearer, or through a session opened with one). PERMISSION_DENIED,
+    /// `ACCESS_TOKEN_NOT_ALLOWED`: sign in with a password to do this.
+    #[error("a user access token may only read: this call needs a session opened by signing in")]
+    AccessTokenNotAllowed,
+    /// The change would leave no enabled system administrator. FAILED_PRECONDITION, `LAST_SYSTEM_ADMIN`.
+    #[error("this would leave no enabled system administrator: make another user one first")]
+    LastSystemAdmin,
+    /// What the call decided on changed while it ran (another call changed the user's roles).
+    /// ABORTED, `CONCURRENT_CHANGE`: read again and retry.
+    #[error("the {0} changed while this call ran: read it again and retry")]
+    ConcurrentChange(&'static str),
     /// The thing does not exist, or the caller may not know that it does. NOT_FOUND.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -98,6 +113,9 @@ impl Error {
             Self::TokenRevoked => reason::TOKEN_REVOKED,
             Self::TokenLimitReached(_) => reason::TOKEN_LIMIT_REACHED,
             Self::PermissionDenied(_) => reason::PERMISSION_DENIED,
+            Self::AccessTokenNotAllowed => reason::ACCESS_TOKEN_NOT_ALLOWED,
+            Self::LastSystemAdmin => reason::LAST_SYSTEM_ADMIN,
+            Self::ConcurrentChange(_) => reason::CONCURRENT_CHANGE,
             Self::NotFound(_) => reason::NOT_FOUND,
             Self::AlreadyExists { .. } => reason::ALREADY_EXISTS,
             Self::FailedPrecondition(_) => reason::FAILED_PRECONDITION,

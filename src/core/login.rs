@@ -1,23 +1,23 @@
 use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
+use super::authorization::Need;
+use super::views::{SessionView, TenantView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
-use crate::domain::{Password, PasswordExpiry, UserName};
-use crate::store::{AccessTokenRecord, SessionKind, SessionRecord, TenantRecord, UserRecord};
+use crate::domain::{Password, PasswordExpiry, SessionKind, UserName};
+use crate::store::{AccessTokenLookup, SessionRecord, TenantRecord, UserRecord};
 
 /// What a successful login hands back: the user, their tenant, the new session and its token.
 #[derive(Debug)]
 pub struct LoginOutcome {
-    pub user: UserRecord,
-    pub tenant: TenantRecord,
-    pub session: SessionRecord,
+    pub user: UserView,
+    pub tenant: TenantView,
+    pub session: SessionView,
     /// The bearer secret; returned to the caller this once and never stored.
     pub token: SessionToken,
     /// The password has outlived the tenant's password-expiry policy and must be changed.
     pub is_force_change_password: bool,
-    /// The name of the access token the session was opened with.
-    pub user_access_token_name: Option<String>,
 }
 
 impl Identity {
@@ -82,7 +82,8 @@ impl Identity {
             }
             Err(e) => return Err(e),
         };
-        self.open_session(lookup.user, SessionKind::AccessToken, None, Some(&lookup.token), meta)
+        let user = lookup.user.clone();
+        self.open_session(user, SessionKind::AccessToken, None, Some(&lookup), meta)
             .await
     }
 
@@ -92,7 +93,7 @@ impl Identity {
         user: UserRecord,
         kind: SessionKind,
         impersonator: Option<Uuid>,
-        access_token: Option<&AccessTokenRecord>,
+        access_token: Option<&AccessTokenLookup>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         let tenant = self
@@ -118,6 +119,7 @@ impl Identity {
             end_time: None,
             impersonator_user_id: impersonator,
             access_token_id: access_token.map(|t| t.token_id),
+            access_token_name: access_token.map(|t| t.name.clone()),
         };
         let mut audit = Audit::new("login.succeeded", now, meta)
             .tenant(tenant.tenant_id)
@@ -133,48 +135,37 @@ impl Identity {
         tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
         let is_force_change_password = password_expired(&user, &tenant, now);
         Ok(LoginOutcome {
-            user,
-            tenant,
-            session,
+            user: user.into(),
+            tenant: tenant.into(),
+            session: SessionView::new(session, now, true),
             token,
             is_force_change_password,
-            user_access_token_name: access_token.map(|t| t.name.clone()),
         })
     }
 
-    /// Ends a session: the caller's own when `session_id` is `None`, otherwise one of the caller's
-    /// sessions, or a session of a user the caller administers.
+    /// Ends one of the caller's own sessions: the one the call comes through when `session_id` is
+    /// `None`. Anyone else's session is answered as not found.
     pub async fn logout(&self, caller: &Caller, session_id: Option<Uuid>, meta: &RequestMeta) -> Result<()> {
         let target = match session_id {
             None => caller.require_session()?,
-            Some(id) => {
-                let session = self.store.get_session(id).await?.ok_or(Error::NotFound("session"))?;
-                if session.user_id != caller.user_id() {
-                    let owner = self
-                        .store
-                        .get_user(session.user_id)
-                        .await?
-                        .ok_or(Error::NotFound("session"))?;
-                    caller
-                        .require_tenant_admin(owner.tenant_id, "session")
-                        .map_err(|e| match e {
-                            Error::PermissionDenied(_) => Error::NotFound("session"),
-                            other => other,
-                        })?;
-                }
-                id
-            }
+            Some(id) => id,
         };
+        if Some(target) == caller.session_id {
+            caller.require(Need::LeaveOwnSession)?;
+        } else {
+            caller.require(Need::ChangeOwn)?;
+        }
         let now = self.clock.now();
         let audit = Audit::new("logout", now, meta)
             .tenant(caller.tenant_id)
             .actor(caller.user_id())
+            .subject(caller.user_id())
             .session(target)
             .build();
-        if !self.store.end_session(target, now, &audit).await? {
-            return Err(Error::NotFound("open session"));
+        let _invalidate = self.invalidate_validations();
+        if !self.store.end_session(target, caller.user_id(), now, &audit).await? {
+            return Err(Error::NotFound("session"));
         }
-        self.sessions_changed();
         tracing::info!(session_id = %target, "logged out");
         Ok(())
     }

@@ -4,13 +4,16 @@
 mod access_tokens;
 mod admin;
 mod audit;
+mod authorization;
 mod bootstrap;
 mod caller;
 pub mod error;
 mod last_use;
+mod liveness;
 mod login;
 mod sessions;
 mod validation_cache;
+mod views;
 
 use std::sync::Arc;
 
@@ -20,16 +23,17 @@ use crate::auth::PasswordHasher;
 use crate::clock::Clock;
 use crate::store::Store;
 
-pub use access_tokens::{AccessTokenView, NewAccessToken};
-pub use admin::{NewUser, TenantPatch, UserPatch};
+pub use access_tokens::NewAccessToken;
+pub use admin::{NewUser, TenantPatch};
 pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
-pub use sessions::{SessionValidity, SessionView};
+pub use sessions::SessionValidity;
 pub use validation_cache::ValidationCache;
+pub use views::{AccessTokenView, AuditEventView, ServiceAccountView, SessionView, TenantView, UserView};
 
 /// How long sessions live.
 #[derive(Debug, Clone, Copy)]
@@ -122,9 +126,11 @@ impl Identity {
         }
     }
 
-    /// Called after every local change that ends sessions or changes what a validation answers.
-    pub(crate) fn sessions_changed(&self) {
-        self.validation_cache.clear();
+    /// Taken before a change that ends sessions or changes what a validation answers; empties the
+    /// validation cache when dropped — after the change, and also when the call is cancelled
+    /// between its commit and its answer.
+    pub(crate) fn invalidate_validations(&self) -> CacheInvalidation<'_> {
+        CacheInvalidation(&self.validation_cache)
     }
 
     /// Frees password-hashing memory once hashing has been idle for `idle`.
@@ -142,6 +148,15 @@ impl Identity {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+}
+
+/// Empties the validation cache when dropped; see [`Identity::invalidate_validations`].
+pub(crate) struct CacheInvalidation<'a>(&'a ValidationCache);
+
+impl Drop for CacheInvalidation<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
     }
 }
 

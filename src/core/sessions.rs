@@ -2,10 +2,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
+use super::authorization::Need;
+use super::views::{SessionView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::SessionToken;
 use crate::domain::{PageRequest, PageToken, PasswordExpiry};
-use crate::store::{SessionRecord, UserRecord};
+use crate::store::SessionRecord;
 
 /// The answer to "is this session valid, and whose is it".
 #[derive(Debug, Clone)]
@@ -17,16 +19,6 @@ pub struct SessionValidity {
     pub expire_time: DateTime<Utc>,
     pub is_force_change_password: bool,
     pub impersonator_user_id: Option<Uuid>,
-}
-
-/// A session as shown to its owner.
-#[derive(Debug, Clone)]
-pub struct SessionView {
-    pub record: SessionRecord,
-    /// The time of the last use, including uses not yet written to the store.
-    pub last_use_time: DateTime<Utc>,
-    /// Whether this is the caller's own current session.
-    pub current: bool,
 }
 
 impl Identity {
@@ -66,15 +58,16 @@ impl Identity {
         }))
     }
 
-    /// "Who am I": the caller's user record and current session (none when the caller uses an
-    /// access token directly).
-    pub async fn current_user(&self, caller: &Caller) -> Result<(UserRecord, String, Option<SessionView>)> {
+    /// "Who am I": the caller's user, the name of the tenant they act in, and their current
+    /// session (none when the caller uses an access token directly).
+    pub async fn current_user(&self, caller: &Caller) -> Result<(UserView, String, Option<SessionView>)> {
+        caller.require(Need::ReadOwn)?;
         let session = match caller.session_id {
             Some(id) => Some(self.store.get_session(id).await?.ok_or(Error::SessionInvalid)?),
             None => None,
         };
         Ok((
-            caller.user.clone(),
+            caller.user.clone().into(),
             caller.tenant_name.clone(),
             session.map(|s| self.view(s, caller)),
         ))
@@ -86,19 +79,18 @@ impl Identity {
         caller: &Caller,
         page: PageRequest,
     ) -> Result<(Vec<SessionView>, Option<PageToken>)> {
-        let rows = self
-            .store
-            .list_user_sessions(caller.user_id(), false, page.after.map(|t| t.0), page.fetch_limit())
-            .await?;
+        caller.require(Need::ReadOwn)?;
+        let rows = self.store.list_user_sessions(caller.user_id(), false, page).await?;
         let (rows, next) = page.finish(rows, |s| s.session_id);
         Ok((rows.into_iter().map(|s| self.view(s, caller)).collect(), next))
     }
 
     /// Ends one of the caller's sessions. Someone else's session is answered as not found.
     pub async fn revoke_my_session(&self, caller: &Caller, session_id: Uuid, meta: &RequestMeta) -> Result<()> {
-        let session = self.store.get_session(session_id).await?;
-        if session.is_none_or(|s| s.user_id != caller.user_id()) {
-            return Err(Error::NotFound("session"));
+        if Some(session_id) == caller.session_id {
+            caller.require(Need::LeaveOwnSession)?;
+        } else {
+            caller.require(Need::ChangeOwn)?;
         }
         let now = self.clock.now();
         let audit = Audit::new("session.revoked", now, meta)
@@ -107,15 +99,20 @@ impl Identity {
             .subject(caller.user_id())
             .session(session_id)
             .build();
-        if !self.store.end_session(session_id, now, &audit).await? {
-            return Err(Error::NotFound("open session"));
+        let _invalidate = self.invalidate_validations();
+        if !self
+            .store
+            .end_session(session_id, caller.user_id(), now, &audit)
+            .await?
+        {
+            return Err(Error::NotFound("session"));
         }
-        self.sessions_changed();
         Ok(())
     }
 
     /// Ends every session of the caller but the one making this call.
     pub async fn revoke_my_other_sessions(&self, caller: &Caller, meta: &RequestMeta) -> Result<u64> {
+        caller.require(Need::ChangeOwn)?;
         let now = self.clock.now();
         let mut audit = Audit::new("session.revoked_others", now, meta)
             .tenant(caller.tenant_id)
@@ -124,24 +121,21 @@ impl Identity {
         if let Some(current) = caller.session_id {
             audit = audit.session(current);
         }
+        let _invalidate = self.invalidate_validations();
         let ended = self
             .store
             .end_user_sessions(caller.user_id(), caller.session_id, now, &audit.build())
             .await?;
-        self.sessions_changed();
         Ok(ended)
     }
 
+    /// A session as its owner sees it, with uses not yet written counted.
     pub(crate) fn view(&self, record: SessionRecord, caller: &Caller) -> SessionView {
         let last_use_time = self
             .last_use
             .pending(record.session_id)
             .map_or(record.last_use_time, |p| p.max(record.last_use_time));
         let current = Some(record.session_id) == caller.session_id;
-        SessionView {
-            record,
-            last_use_time,
-            current,
-        }
+        SessionView::new(record, last_use_time, current)
     }
 }

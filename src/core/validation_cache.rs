@@ -109,7 +109,8 @@ impl ValidationCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{SessionKind, SessionRecord, UserRecord};
+    use crate::domain::SessionKind;
+    use crate::store::{SessionRecord, UserRecord};
     use chrono::Utc;
 
     fn lookup(session_id: Uuid) -> SessionLookup {
@@ -129,6 +130,7 @@ mod tests {
                 end_time: None,
                 impersonator_user_id: None,
                 access_token_id: None,
+                access_token_name: None,
             },
             user: UserRecord {
                 user_id,

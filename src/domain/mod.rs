@@ -1,6 +1,7 @@
 //! Values parsed from untrusted input. A value of one of these types has passed its rules, so the
 //! core never checks it twice.
 
+mod audit_filter;
 mod field;
 mod names;
 mod paging;
@@ -8,11 +9,14 @@ mod password;
 mod password_expiry;
 mod profile;
 mod role;
+mod session_kind;
 
+pub use audit_filter::AuditFilter;
 pub use field::{FieldViolation, check_description};
 pub use names::{AccessTokenName, ServiceAccountName, TenantName, UserName};
 pub use paging::{PageRequest, PageToken};
 pub use password::Password;
 pub use password_expiry::PasswordExpiry;
-pub use profile::UserProfile;
+pub use profile::{ProfilePatch, UserProfile};
 pub use role::{Role, Roles};
+pub use session_kind::{SessionKind, UnknownSessionKind};

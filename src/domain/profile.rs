@@ -47,3 +47,15 @@ impl UserProfile {
         if violations.is_empty() { Ok(()) } else { Err(violations) }
     }
 }
+
+/// The profile fields of a user to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfilePatch {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub time_zone: Option<String>,
+    pub locale: Option<String>,
+    pub date_format: Option<String>,
+    pub employee_number: Option<String>,
+}

@@ -154,15 +154,8 @@ impl pb::access_token_service_server::AccessTokenService for AccessTokenApi {
                     page,
                 )
                 .await?;
-            let name = req.user_access_token_name.trim().to_owned();
             Ok(pb::ListUserAccessTokenSessionsResponse {
-                sessions: sessions
-                    .into_iter()
-                    .map(|s| pb::Session {
-                        user_access_token_name: name.clone(),
-                        ..convert::session_view(s)
-                    })
-                    .collect(),
+                sessions: sessions.into_iter().map(convert::session).collect(),
                 next_page_token: next_token(next),
             })
         }

@@ -4,9 +4,8 @@ use super::convert::{self, from_timestamp, password_expiry_from, roles_from};
 use super::error::to_status;
 use super::pb;
 use super::request::{authenticated, parse_id, parse_optional_id};
-use crate::core::{Error, Identity, NewUser, TenantPatch, UserPatch};
-use crate::domain::{PageRequest, UserProfile};
-use crate::store::AuditFilter;
+use crate::core::{Error, Identity, NewUser, TenantPatch};
+use crate::domain::{AuditFilter, PageRequest, ProfilePatch, UserProfile};
 
 pub struct AdminApi {
     identity: Identity,
@@ -201,7 +200,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
                     "employee_number",
                 ],
             )?;
-            let mut patch = UserPatch::default();
+            let mut patch = ProfilePatch::default();
             for path in &paths {
                 let (slot, value) = match path.as_str() {
                     "email" => (&mut patch.email, &u.email),

@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use super::pb;
-use crate::core::{AccessTokenView, Error, LoginOutcome, SessionView};
-use crate::domain::{PasswordExpiry, Role, Roles};
-use crate::store::{AuditRecord, ServiceAccountRecord, SessionKind, SessionRecord, TenantRecord, UserRecord};
+use crate::core::{
+    AccessTokenView, AuditEventView, Error, LoginOutcome, ServiceAccountView, SessionView, TenantView, UserView,
+};
+use crate::domain::{PasswordExpiry, Role, Roles, SessionKind};
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -79,11 +80,11 @@ fn session_kind(k: SessionKind) -> pb::SessionKind {
     }
 }
 
-pub fn tenant(t: TenantRecord) -> pb::Tenant {
+pub fn tenant(t: TenantView) -> pb::Tenant {
     pb::Tenant {
         tenant_id: t.tenant_id.to_string(),
         name: t.name,
-        password_expiry: password_expiry(PasswordExpiry::from_days(t.password_expiry_days).unwrap_or_default()) as i32,
+        password_expiry: password_expiry(t.password_expiry) as i32,
         served_tenant_ids: t.served_tenant_ids.iter().map(ToString::to_string).collect(),
         max_access_token_days: t.max_access_token_days,
         create_time: Some(timestamp(t.create_time)),
@@ -91,20 +92,19 @@ pub fn tenant(t: TenantRecord) -> pb::Tenant {
     }
 }
 
-/// Never includes the password hash.
-pub fn user(u: UserRecord) -> pb::User {
+pub fn user(u: UserView) -> pb::User {
     pb::User {
         user_id: u.user_id.to_string(),
         tenant_id: u.tenant_id.to_string(),
         user_name: u.user_name,
-        email: u.email,
-        first_name: u.first_name,
-        last_name: u.last_name,
-        time_zone: u.time_zone,
-        locale: u.locale,
-        date_format: u.date_format,
-        employee_number: u.employee_number,
-        roles: Roles::from_bits(u.roles).iter().map(|r| role(r) as i32).collect(),
+        email: u.profile.email,
+        first_name: u.profile.first_name,
+        last_name: u.profile.last_name,
+        time_zone: u.profile.time_zone,
+        locale: u.profile.locale,
+        date_format: u.profile.date_format,
+        employee_number: u.profile.employee_number,
+        roles: u.roles.iter().map(|r| role(r) as i32).collect(),
         disabled: u.disabled,
         password_change_time: Some(timestamp(u.password_change_time)),
         create_time: Some(timestamp(u.create_time)),
@@ -112,8 +112,7 @@ pub fn user(u: UserRecord) -> pb::User {
     }
 }
 
-/// Never includes the token hash.
-pub fn session(s: SessionRecord, last_use_time: DateTime<Utc>, current: bool) -> pb::Session {
+pub fn session(s: SessionView) -> pb::Session {
     pb::Session {
         session_id: s.session_id.to_string(),
         user_id: s.user_id.to_string(),
@@ -121,35 +120,30 @@ pub fn session(s: SessionRecord, last_use_time: DateTime<Utc>, current: bool) ->
         kind: session_kind(s.kind) as i32,
         create_time: Some(timestamp(s.create_time)),
         expire_time: Some(timestamp(s.expire_time)),
-        last_use_time: Some(timestamp(last_use_time)),
+        last_use_time: Some(timestamp(s.last_use_time)),
         end_time: s.end_time.map(timestamp),
-        user_access_token_name: String::new(),
+        user_access_token_name: s.user_access_token_name.unwrap_or_default(),
         impersonator_user_id: s.impersonator_user_id.map(|id| id.to_string()).unwrap_or_default(),
         service_account_name: String::new(),
-        current,
+        current: s.current,
     }
 }
 
-pub fn session_view(v: SessionView) -> pb::Session {
-    session(v.record, v.last_use_time, v.current)
-}
-
-/// Never includes the secret or its hash.
 pub fn access_token(v: AccessTokenView) -> pb::UserAccessToken {
     pb::UserAccessToken {
-        name: v.record.name,
-        description: v.record.description,
+        name: v.name,
+        description: v.description,
         user_name: v.user_name,
-        create_time: Some(timestamp(v.record.create_time)),
-        expire_time: v.record.expire_time.map(timestamp),
+        create_time: Some(timestamp(v.create_time)),
+        expire_time: v.expire_time.map(timestamp),
         last_use_time: v.last_use_time.map(timestamp),
-        revoked: v.record.revoke_time.is_some(),
-        revoke_time: v.record.revoke_time.map(timestamp),
-        hint: v.record.hint,
+        revoked: v.revoke_time.is_some(),
+        revoke_time: v.revoke_time.map(timestamp),
+        hint: v.hint,
     }
 }
 
-pub fn service_account(a: ServiceAccountRecord) -> pb::ServiceAccount {
+pub fn service_account(a: ServiceAccountView) -> pb::ServiceAccount {
     pb::ServiceAccount {
         service_account_id: a.service_account_id.to_string(),
         tenant_id: a.tenant_id.to_string(),
@@ -159,8 +153,7 @@ pub fn service_account(a: ServiceAccountRecord) -> pb::ServiceAccount {
     }
 }
 
-pub fn audit_event(a: AuditRecord) -> pb::AuditEvent {
-    let details = serde_json::from_str::<std::collections::HashMap<String, String>>(&a.details).unwrap_or_default();
+pub fn audit_event(a: AuditEventView) -> pb::AuditEvent {
     pb::AuditEvent {
         event_id: a.event_id.to_string(),
         time: Some(timestamp(a.time)),
@@ -170,7 +163,7 @@ pub fn audit_event(a: AuditRecord) -> pb::AuditEvent {
         subject_user_id: a.subject_user_id.map(|id| id.to_string()).unwrap_or_default(),
         session_id: a.session_id.map(|id| id.to_string()).unwrap_or_default(),
         peer_address: a.peer_address.unwrap_or_default(),
-        details,
+        details: a.details.into_iter().collect(),
     }
 }
 
@@ -185,15 +178,12 @@ pub struct LoginFields {
 }
 
 pub fn login_fields(o: LoginOutcome) -> LoginFields {
-    let last_use = o.session.last_use_time;
-    let mut session = session(o.session, last_use, true);
-    session.user_access_token_name = o.user_access_token_name.unwrap_or_default();
     LoginFields {
         organization_id: o.tenant.tenant_id.to_string(),
         organization_name: o.tenant.name,
         session_token: o.token.expose().to_owned(),
         is_force_change_password: o.is_force_change_password,
-        session: Some(session),
+        session: Some(session(o.session)),
         user: Some(user(o.user)),
     }
 }

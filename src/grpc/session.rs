@@ -59,7 +59,7 @@ impl pb::session_service_server::SessionService for SessionApi {
             Ok(pb::GetCurrentUserResponse {
                 user: Some(convert::user(user)),
                 organization_name,
-                session: session.map(convert::session_view),
+                session: session.map(convert::session),
             })
         }
         .await;
@@ -103,7 +103,7 @@ impl pb::session_service_server::SessionService for SessionApi {
             let page = PageRequest::parse(req.page_size, &req.page_token)?;
             let (sessions, next) = self.identity.list_my_sessions(&caller, page).await?;
             Ok(pb::ListMySessionsResponse {
-                sessions: sessions.into_iter().map(convert::session_view).collect(),
+                sessions: sessions.into_iter().map(convert::session).collect(),
                 next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
             })
         }

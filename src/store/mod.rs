@@ -1,29 +1,40 @@
 //! Storage behind one trait. The store keeps and finds rows and runs each change in one
 //! transaction; it has no rules about content — those live in the core.
+//!
+//! One implementation serves every database: [`sql::SqlStore`] holds each statement once, and a
+//! small [`Dialect`] says what truly differs between Postgres and SQLite.
 
+mod dialect;
 mod error;
 pub mod postgres;
 mod records;
+mod sql;
 pub mod sqlite;
+mod time;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use dialect::Dialect;
 pub use error::StoreError;
 pub use records::{
-    AccessTokenLookup, AccessTokenRecord, AuditFilter, AuditRecord, ServiceAccountRecord, SessionKind, SessionLookup,
-    SessionRecord, TenantRecord, UserRecord,
+    AccessTokenLookup, AccessTokenRecord, AuditRecord, ServiceAccountRecord, SessionLookup, SessionRecord,
+    TenantChanges, TenantRecord, UserGuard, UserRecord, UserWrite,
 };
+pub use sql::SqlStore;
+
+use crate::domain::{AuditFilter, PageRequest, ProfilePatch};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the core needs from a database. Every method that changes several rows does so in
 /// one transaction, and a method that takes an [`AuditRecord`] writes it in that same transaction,
-/// so that no change is ever recorded without its audit event or the other way round.
+/// so that no change is ever recorded without its audit event or the other way round. Every write
+/// names the columns it changes: none writes back a value it read earlier.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Answers when the database is reachable.
+    /// Answers when the database is reachable and can be written.
     async fn ping(&self) -> StoreResult<()>;
 
     /// Creates the first tenant and its administrator if no tenant exists yet; returns whether it did.
@@ -31,33 +42,62 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditRecord) -> StoreResult<()>;
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>>;
-    /// Replaces the tenant's mutable fields and its served-tenant list.
-    async fn update_tenant(&self, tenant: &TenantRecord, audit: &AuditRecord) -> StoreResult<()>;
+    /// Changes the given fields of a tenant; `None` when there is no such tenant.
+    async fn update_tenant(
+        &self,
+        tenant_id: Uuid,
+        changes: &TenantChanges,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<TenantRecord>>;
 
     async fn insert_user(&self, user: &UserRecord, audit: &AuditRecord) -> StoreResult<()>;
     async fn get_user(&self, user_id: Uuid) -> StoreResult<Option<UserRecord>>;
-    /// Finds a user by the case-folded user name.
+    /// Finds a user by the normalised user name.
     async fn find_user_by_name(&self, user_name_key: &str) -> StoreResult<Option<UserRecord>>;
-    /// Users of a tenant in creation order, after `after`.
-    async fn list_users(&self, tenant_id: Uuid, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<UserRecord>>;
-    /// Replaces the user's mutable fields. When the user becomes disabled, their open sessions end
-    /// at `user.update_time` in the same transaction.
-    async fn update_user(&self, user: &UserRecord, audit: &AuditRecord) -> StoreResult<()>;
+    /// Users of a tenant in creation order, one page (fetching one more row than the page holds).
+    async fn list_users(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Vec<UserRecord>>;
+    /// Changes the given profile fields of a user.
+    async fn update_user_profile(
+        &self,
+        guard: &UserGuard,
+        changes: &ProfilePatch,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<UserWrite>;
+    /// Disables or enables a user; disabling ends their open sessions at `at`.
+    async fn set_user_disabled(
+        &self,
+        guard: &UserGuard,
+        disabled: bool,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<UserWrite>;
+    /// Replaces a user's roles.
+    async fn set_user_roles(
+        &self,
+        guard: &UserGuard,
+        roles: i32,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<UserWrite>;
 
     async fn insert_service_account(&self, account: &ServiceAccountRecord, audit: &AuditRecord) -> StoreResult<()>;
-    async fn list_service_accounts(
-        &self,
-        tenant_id: Uuid,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> StoreResult<Vec<ServiceAccountRecord>>;
+    async fn list_service_accounts(&self, tenant_id: Uuid, page: PageRequest)
+    -> StoreResult<Vec<ServiceAccountRecord>>;
 
     async fn insert_session(&self, session: &SessionRecord, audit: &AuditRecord) -> StoreResult<()>;
-    /// The hot path: one indexed lookup by token hash, joined with the user and tenant it needs.
+    /// The hot path: one indexed lookup by token hash, joined with the user and tenants it needs.
     async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>>;
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>>;
-    /// Ends an open session; returns false when it was already ended or does not exist.
-    async fn end_session(&self, session_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Ends an open session of `user_id`; returns false when there is no such open session.
+    async fn end_session(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool>;
     /// Ends every open session of a user but `keep`; returns how many ended.
     async fn end_user_sessions(
         &self,
@@ -71,13 +111,12 @@ pub trait Store: Send + Sync + 'static {
     async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
     /// Records last-use times in one batch; a time older than the stored one is ignored.
     async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
-    /// A user's sessions in creation order after `after`; open ones only unless `include_ended`.
+    /// A user's sessions in creation order, one page; open ones only unless `include_ended`.
     async fn list_user_sessions(
         &self,
         user_id: Uuid,
         include_ended: bool,
-        after: Option<Uuid>,
-        limit: i64,
+        page: PageRequest,
     ) -> StoreResult<Vec<SessionRecord>>;
 
     /// Inserts a token unless its user already has `max_live` tokens that are neither revoked nor
@@ -89,17 +128,31 @@ pub trait Store: Send + Sync + 'static {
         max_live: i64,
         audit: &AuditRecord,
     ) -> StoreResult<bool>;
-    /// A user's token by case-folded name: the live one if there is one, else the newest revoked.
+    /// A user's token by normalised name: the live one if there is one, else the newest revoked.
     async fn find_access_token(&self, user_id: Uuid, name_key: &str) -> StoreResult<Option<AccessTokenRecord>>;
-    /// A user's tokens in creation order, after `after`.
-    async fn list_access_tokens(
+    /// A user's tokens in creation order, one page.
+    async fn list_access_tokens(&self, user_id: Uuid, page: PageRequest) -> StoreResult<Vec<AccessTokenRecord>>;
+    /// Renames (`name`: the new name and its key) and describes a live token; `None` when it is
+    /// not live.
+    async fn update_access_token(
         &self,
-        user_id: Uuid,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> StoreResult<Vec<AccessTokenRecord>>;
-    /// Replaces a token's name, description, secret hash and hint (rename, describe, rotate).
-    async fn update_access_token(&self, token: &AccessTokenRecord, audit: &AuditRecord) -> StoreResult<()>;
+        token_id: Uuid,
+        name: Option<(&str, &str)>,
+        description: Option<&str>,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<AccessTokenRecord>>;
+    /// Replaces a live token's secret hash and hint — only while its hash is still `old_hash`, so
+    /// two rotations cannot both win — and ends every open session opened with the token. `None`
+    /// when the token is revoked or was rotated meanwhile.
+    async fn rotate_access_token(
+        &self,
+        token_id: Uuid,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        hint: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<AccessTokenRecord>>;
     /// Revokes a live token and ends every open session opened with it, in one transaction;
     /// returns false when the token was already revoked.
     async fn revoke_access_token(&self, token_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool>;
@@ -107,16 +160,14 @@ pub trait Store: Send + Sync + 'static {
     async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>>;
     /// Records tokens' last-use times in one batch; an older time than the stored one is ignored.
     async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
-    /// Sessions opened with a token, in creation order after `after`; open ones only unless
-    /// `include_ended`.
+    /// Sessions opened with a token in creation order, one page; open ones only unless `include_ended`.
     async fn list_token_sessions(
         &self,
         token_id: Uuid,
         include_ended: bool,
-        after: Option<Uuid>,
-        limit: i64,
+        page: PageRequest,
     ) -> StoreResult<Vec<SessionRecord>>;
 
     async fn insert_audit(&self, audit: &AuditRecord) -> StoreResult<()>;
-    async fn list_audit(&self, filter: &AuditFilter, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+    async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditRecord>>;
 }

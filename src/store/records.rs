@@ -1,20 +1,41 @@
+//! The rows the store keeps and finds, and the changes it is asked to make. Times decode through
+//! [`StoredTime`], so the same row types serve every database.
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::time::{StoredOptionalTime, StoredTime};
+use crate::domain::SessionKind;
+
 /// A tenant row and the list of client tenants it serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantRecord {
     pub tenant_id: Uuid,
     pub name: String,
-    /// Case-folded name for uniqueness.
+    /// The normalised name, for uniqueness.
     pub name_key: String,
     /// Days a password stays valid; `None` for never.
     pub password_expiry_days: Option<i32>,
     /// Longest user-access-token lifetime in days; 0 for no cap.
     pub max_access_token_days: i32,
+    /// Read from `served_tenants`, not from the tenant row.
+    #[sqlx(skip)]
     pub served_tenant_ids: Vec<Uuid>,
+    #[sqlx(try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredTime")]
     pub update_time: DateTime<Utc>,
+}
+
+/// The fields of a tenant to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TenantChanges {
+    /// The new name and its key.
+    pub name: Option<(String, String)>,
+    /// The new password-expiry policy in days (`Some(None)`: never).
+    pub password_expiry_days: Option<Option<i32>>,
+    pub max_access_token_days: Option<i32>,
+    pub served_tenant_ids: Option<Vec<Uuid>>,
 }
 
 /// A user row.
@@ -36,69 +57,71 @@ pub struct UserRecord {
     pub disabled: bool,
     /// An argon2id PHC string.
     pub password_hash: String,
+    #[sqlx(try_from = "StoredTime")]
     pub password_change_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredTime")]
     pub update_time: DateTime<Utc>,
 }
 
-/// How a session was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionKind {
-    Password,
-    AccessToken,
-    Sso,
-    ServiceAccount,
-    CustomerSupport,
-    Proxy,
+/// What a change to a user is conditional on, checked in the transaction that makes it, so that
+/// a change decided on an earlier read cannot land on a user who has changed since.
+#[derive(Debug, Clone, Copy)]
+pub struct UserGuard {
+    pub user_id: Uuid,
+    /// The roles the decision saw; the change happens only while the user still holds exactly these.
+    pub roles: i32,
+    /// Refuse the change if afterwards no enabled user holds this role bit.
+    pub keep_an_enabled_holder_of: Option<i32>,
 }
 
-impl SessionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Password => "password",
-            Self::AccessToken => "access_token",
-            Self::Sso => "sso",
-            Self::ServiceAccount => "service_account",
-            Self::CustomerSupport => "customer_support",
-            Self::Proxy => "proxy",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "password" => Self::Password,
-            "access_token" => Self::AccessToken,
-            "sso" => Self::Sso,
-            "service_account" => Self::ServiceAccount,
-            "customer_support" => Self::CustomerSupport,
-            "proxy" => Self::Proxy,
-            _ => return None,
-        })
-    }
+/// How a guarded change to a user ended. Only [`Self::Written`] changed anything.
+#[derive(Debug, Clone)]
+pub enum UserWrite {
+    /// The user as it is now.
+    Written(Box<UserRecord>),
+    /// No such user.
+    Missing,
+    /// The user's roles are no longer those the decision saw.
+    RolesChanged,
+    /// The change would leave no enabled holder of the guarded role.
+    LastHolder,
 }
 
 /// A session row. Only the SHA-256 hash of its token is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {
     pub session_id: Uuid,
     pub token_hash: Vec<u8>,
     pub user_id: Uuid,
     /// The tenant the session acts in (a customer-support session acts in the client tenant).
+    /// Selected under another name, so that it can be read beside its user's columns.
+    #[sqlx(rename = "session_tenant_id")]
     pub tenant_id: Uuid,
+    #[sqlx(try_from = "String")]
     pub kind: SessionKind,
+    #[sqlx(rename = "session_create_time", try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredTime")]
     pub expire_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredTime")]
     pub last_use_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredOptionalTime")]
     pub end_time: Option<DateTime<Utc>>,
     pub impersonator_user_id: Option<Uuid>,
     /// The user access token the session was opened with, if any.
     pub access_token_id: Option<Uuid>,
+    /// That token's name, read with the session (not a column of it).
+    pub access_token_name: Option<String>,
 }
 
-/// What validating a session needs, read in one query.
-#[derive(Debug, Clone)]
+/// What validating a session needs, read in one query: the session, its user, and their tenants.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionLookup {
+    #[sqlx(flatten)]
     pub session: SessionRecord,
+    #[sqlx(flatten)]
     pub user: UserRecord,
     /// The password-expiry policy of the user's own tenant, in days (`None` for never).
     pub password_expiry_days: Option<i32>,
@@ -107,28 +130,39 @@ pub struct SessionLookup {
 }
 
 /// A user access token row. Only the SHA-256 hash of its secret is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccessTokenRecord {
     pub token_id: Uuid,
     pub user_id: Uuid,
     pub name: String,
-    /// Case-folded name, unique among the user's live tokens.
+    /// The normalised name, unique among the user's live tokens.
     pub name_key: String,
     pub description: String,
     pub token_hash: Vec<u8>,
     /// Non-secret: prefix and last characters.
     pub hint: String,
+    #[sqlx(try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
     /// `None`: never expires.
+    #[sqlx(try_from = "StoredOptionalTime")]
     pub expire_time: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "StoredOptionalTime")]
     pub last_use_time: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "StoredOptionalTime")]
     pub revoke_time: Option<DateTime<Utc>>,
 }
 
-/// What using an access token needs, read in one query.
-#[derive(Debug, Clone)]
+/// What using an access token needs, read in one query: the token's state and its user.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccessTokenLookup {
-    pub token: AccessTokenRecord,
+    pub token_id: Uuid,
+    #[sqlx(rename = "token_name")]
+    pub name: String,
+    #[sqlx(try_from = "StoredOptionalTime")]
+    pub expire_time: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "StoredOptionalTime")]
+    pub revoke_time: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
     pub user: UserRecord,
     /// The password-expiry policy of the user's tenant, in days (`None` for never).
     pub password_expiry_days: Option<i32>,
@@ -143,6 +177,7 @@ pub struct ServiceAccountRecord {
     pub name: String,
     pub name_key: String,
     pub description: String,
+    #[sqlx(try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
 }
 
@@ -150,6 +185,7 @@ pub struct ServiceAccountRecord {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRecord {
     pub event_id: Uuid,
+    #[sqlx(try_from = "StoredTime")]
     pub time: DateTime<Utc>,
     pub action: String,
     pub tenant_id: Option<Uuid>,
@@ -158,15 +194,4 @@ pub struct AuditRecord {
     pub session_id: Option<Uuid>,
     pub peer_address: Option<String>,
     pub details: String,
-}
-
-/// Which audit events to list; `None` matches all.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub tenant_id: Option<Uuid>,
-    /// Matches events where the user is the actor or the subject.
-    pub user_id: Option<Uuid>,
-    pub action: Option<String>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
 }

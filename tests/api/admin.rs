@@ -12,7 +12,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         users_are_listed_page_by_page,
         users_update_their_profile_through_a_mask,
         disabling_a_user_ends_their_sessions_and_logins,
-        only_system_administrators_grant_system_administration,
+        roles_are_granted_only_by_their_holders,
         tenant_policies_and_served_tenants_are_updated,
         service_accounts_are_created_and_listed,
         audit_events_are_filtered,
@@ -390,7 +390,7 @@ async fn disabling_a_user_ends_their_sessions_and_logins(env: TestEnv) {
     app.finish().await;
 }
 
-async fn only_system_administrators_grant_system_administration(env: TestEnv) {
+async fn roles_are_granted_only_by_their_holders(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let acme = app.create_tenant("Acme").await;
     app.create_user(
@@ -414,7 +414,18 @@ async fn only_system_administrators_grant_system_administration(env: TestEnv) {
     };
     let status = grant(vec![pb::Role::SystemAdmin], boss.clone()).await.unwrap_err();
     assert_error(&status, Code::PermissionDenied, "PERMISSION_DENIED");
-    let user = grant(vec![pb::Role::ProxyLogin], boss.clone())
+    // A tenant administrator grants only roles they hold themselves.
+    let status = grant(vec![pb::Role::ProxyLogin], boss.clone()).await.unwrap_err();
+    assert_error(&status, Code::PermissionDenied, "PERMISSION_DENIED");
+    let user = grant(vec![pb::Role::TenantAdmin], boss.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.roles, [pb::Role::TenantAdmin as i32]);
+    // A system administrator holds every role.
+    let user = grant(vec![pb::Role::ProxyLogin], app.admin_token.clone())
         .await
         .unwrap()
         .into_inner()

@@ -224,20 +224,28 @@ async fn logout_of_someone_elses_session_is_not_found(env: TestEnv) {
         .unwrap_err();
     assert_error(&status, Code::NotFound, "NOT_FOUND");
     assert!(app.validate(&app.admin_token).await.valid);
-    // An administrator may end a session of a user of their tenant.
+    // Logout ends only the caller's own sessions, an administrator's too.
     let bob_session = bob.session.unwrap().session_id;
-    app.login
-        .clone()
-        .logout(bearer(
-            pb::LogoutRequest {
-                session_id: bob_session,
+    let logout = |session_id: String, token: String| {
+        let mut login = app.login.clone();
+        async move {
+            let request = pb::LogoutRequest {
+                session_id,
                 ..Default::default()
-            },
-            &app.admin_token,
-        ))
+            };
+            login.logout(bearer(request, &token)).await
+        }
+    };
+    let status = logout(bob_session.clone(), app.admin_token.clone()).await.unwrap_err();
+    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    assert!(app.validate(&bob.session_token).await.valid);
+    // Bob ends his session from another of his sessions.
+    let other = app.login_ok("bob@example.com", "bob's password").await;
+    logout(bob_session, other.session_token.clone())
         .await
-        .expect("admin ends bob's session");
+        .expect("bob ends his own session");
     assert!(!app.validate(&bob.session_token).await.valid);
+    assert!(app.validate(&other.session_token).await.valid);
     let bad = app
         .login
         .clone()

@@ -1,0 +1,135 @@
+//! Who may do what, decided in one place. Every use case states what it needs of its caller as a
+//! [`Need`], and [`Caller::require`] alone answers. The rules:
+//!
+//! - A caller who came with a user access token — as the bearer, or through a session opened with
+//!   one — may read what their user may read and may leave the session they are in, but changes
+//!   nothing: no access tokens, passwords, sessions, roles, users, service accounts or tenants. A
+//!   leaked token can then never mint a credential that outlives its revocation, nor lock out the
+//!   user it belongs to. Changes need a session opened by signing in (`ACCESS_TOKEN_NOT_ALLOWED`).
+//! - A system administrator acts in every tenant; a tenant administrator in their own tenant. A
+//!   user, tenant or session of another tenant is answered as not found, so ids cannot be probed;
+//!   a member of the tenant without the role is refused.
+//! - Nobody reads the credentials of, or changes, a user who holds a role the caller lacks, and
+//!   nobody grants or removes a role they lack. A system administrator counts as holding every
+//!   role. The roles are checked again in the transaction that makes the change (the store's
+//!   [`UserGuard`](crate::store::UserGuard)), so a concurrent promotion cannot slip between.
+//! - Nobody disables, or removes the role of, the last enabled system administrator; the store
+//!   enforces it in the same transaction.
+
+use uuid::Uuid;
+
+use super::{Caller, Error, Result};
+use crate::domain::{Role, Roles};
+use crate::store::UserRecord;
+
+/// What a use case needs of its caller.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Need<'a> {
+    /// Read the caller's own account, sessions and tokens.
+    ReadOwn,
+    /// End the session the call comes through (logging out).
+    LeaveOwnSession,
+    /// Change the caller's own things: their profile, sessions and access tokens.
+    ChangeOwn,
+    /// Read what a tenant holds: its administrators and system administrators. The `&str` names
+    /// the thing answered as not found to callers of other tenants.
+    ReadTenant(Uuid, &'static str),
+    /// Read what every tenant holds: system administrators.
+    ReadAllTenants,
+    /// Change a tenant's policies or create in it: its administrators and system administrators.
+    ChangeTenant(Uuid),
+    /// Create tenants, rename them, say which tenants a tenant serves: system administrators.
+    ChangeAllTenants,
+    /// Read a user's account: the user, an administrator of their tenant.
+    ReadUser(&'a UserRecord),
+    /// Read a user's access tokens and sessions: the user, or an administrator of their tenant
+    /// who holds every role the user holds.
+    ReadCredentialsOf(&'a UserRecord),
+    /// Change a user (profile, roles, disabled): an administrator of their tenant who holds every
+    /// role the user holds.
+    ChangeUser(&'a UserRecord),
+    /// Grant or remove these roles: a caller who holds each of them.
+    GrantRoles(Roles),
+}
+
+impl Need<'_> {
+    /// Whether meeting this need changes something, which a user access token may not do.
+    fn changes(self) -> bool {
+        matches!(
+            self,
+            Self::ChangeOwn
+                | Self::ChangeTenant(_)
+                | Self::ChangeAllTenants
+                | Self::ChangeUser(_)
+                | Self::GrantRoles(_)
+        )
+    }
+}
+
+impl Caller {
+    /// The roles the caller counts as holding: all of them for a system administrator.
+    fn effective_roles(&self) -> Roles {
+        if self.has(Role::SystemAdmin) {
+            Role::ALL.into_iter().collect()
+        } else {
+            self.roles()
+        }
+    }
+
+    /// Succeeds when the caller meets `need`; otherwise says why not, without revealing what the
+    /// caller may not know exists.
+    pub(crate) fn require(&self, need: Need<'_>) -> Result<()> {
+        if need.changes() && self.through_access_token() {
+            return Err(Error::AccessTokenNotAllowed);
+        }
+        match need {
+            Need::ReadOwn | Need::LeaveOwnSession | Need::ChangeOwn => Ok(()),
+            Need::ReadTenant(tenant_id, what) => self.administers(tenant_id, what),
+            Need::ChangeTenant(tenant_id) => self.administers(tenant_id, "tenant"),
+            Need::ReadAllTenants | Need::ChangeAllTenants => {
+                if self.has(Role::SystemAdmin) {
+                    Ok(())
+                } else {
+                    Err(Error::PermissionDenied(
+                        "this call needs the system administrator role".into(),
+                    ))
+                }
+            }
+            Need::ReadUser(user) if user.user_id == self.user_id() => Ok(()),
+            Need::ReadUser(user) => self.administers(user.tenant_id, "user"),
+            Need::ReadCredentialsOf(user) if user.user_id == self.user_id() => Ok(()),
+            Need::ReadCredentialsOf(user) | Need::ChangeUser(user) => {
+                self.administers(user.tenant_id, "user")?;
+                self.holds_all(Roles::from_bits(user.roles), "this user holds a role you do not hold")
+            }
+            Need::GrantRoles(roles) => self.holds_all(roles, "you cannot grant or remove a role you do not hold"),
+        }
+    }
+
+    /// A system administrator administers every tenant, a tenant administrator their own. Another
+    /// tenant's things are answered as not found.
+    fn administers(&self, tenant_id: Uuid, what: &'static str) -> Result<()> {
+        if self.has(Role::SystemAdmin) {
+            return Ok(());
+        }
+        if self.tenant_id != tenant_id {
+            return Err(Error::NotFound(what));
+        }
+        if self.has(Role::TenantAdmin) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(
+                "this call needs the tenant administrator role".into(),
+            ))
+        }
+    }
+
+    fn holds_all(&self, roles: Roles, why: &str) -> Result<()> {
+        let held = self.effective_roles();
+        if roles.iter().all(|r| held.contains(r)) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(why.into()))
+        }
+    }
+}

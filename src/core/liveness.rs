@@ -1,0 +1,53 @@
+//! When a session or a user access token may still be used.
+
+use chrono::{DateTime, Utc};
+
+use super::{Error, Identity, Result};
+use crate::auth::AccessTokenSecret;
+use crate::store::{AccessTokenLookup, SessionLookup};
+
+impl Identity {
+    /// Checks a user access token and notes its use. A malformed one (its checksum catches any
+    /// typo) is refused without a database query; unknown ones and those of disabled users are
+    /// InvalidCredentials; expired and revoked ones say so, since only the token's holder can ask.
+    pub(crate) async fn use_access_token(&self, raw: &str) -> Result<AccessTokenLookup> {
+        let secret = AccessTokenSecret::parse(raw).ok_or(Error::InvalidCredentials)?;
+        let lookup = self
+            .store
+            .lookup_access_token(secret.hash().as_bytes())
+            .await?
+            .ok_or(Error::InvalidCredentials)?;
+        let now = self.clock.now();
+        check_token_usable(&lookup, now)?;
+        self.token_last_use.touch(lookup.token_id, now);
+        Ok(lookup)
+    }
+
+    /// Whether a looked-up session may be used at `now`: not ended, not past its absolute expiry,
+    /// not idle too long, and its user not disabled.
+    pub(crate) fn is_live(&self, lookup: &SessionLookup, now: DateTime<Utc>) -> bool {
+        let last_use = self
+            .last_use
+            .pending(lookup.session.session_id)
+            .map_or(lookup.session.last_use_time, |pending| {
+                pending.max(lookup.session.last_use_time)
+            });
+        lookup.session.end_time.is_none()
+            && now < lookup.session.expire_time
+            && now < last_use + self.sessions.idle_timeout
+            && !lookup.user.disabled
+    }
+}
+
+fn check_token_usable(token: &AccessTokenLookup, now: DateTime<Utc>) -> Result<()> {
+    if token.user.disabled {
+        return Err(Error::InvalidCredentials);
+    }
+    if token.revoke_time.is_some() {
+        return Err(Error::TokenRevoked);
+    }
+    if token.expire_time.is_some_and(|end| now >= end) {
+        return Err(Error::TokenExpired);
+    }
+    Ok(())
+}

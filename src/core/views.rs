@@ -1,0 +1,183 @@
+//! What the core hands back to transports: views made for callers, never store rows. None of
+//! them carries a password hash, a token hash or a secret.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{PasswordExpiry, Roles, SessionKind, UserProfile};
+use crate::store::{AuditRecord, ServiceAccountRecord, SessionRecord, TenantRecord, UserRecord};
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantView {
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub password_expiry: PasswordExpiry,
+    /// The client tenants its customer-support users may log into.
+    pub served_tenant_ids: Vec<Uuid>,
+    /// Longest user-access-token lifetime in days; 0 for no cap.
+    pub max_access_token_days: i32,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl From<TenantRecord> for TenantView {
+    fn from(t: TenantRecord) -> Self {
+        Self {
+            tenant_id: t.tenant_id,
+            name: t.name,
+            password_expiry: PasswordExpiry::from_days(t.password_expiry_days).unwrap_or_default(),
+            served_tenant_ids: t.served_tenant_ids,
+            max_access_token_days: t.max_access_token_days,
+            create_time: t.create_time,
+            update_time: t.update_time,
+        }
+    }
+}
+
+/// A user, without their password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_name: String,
+    pub profile: UserProfile,
+    pub roles: Roles,
+    pub disabled: bool,
+    pub password_change_time: DateTime<Utc>,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(u: UserRecord) -> Self {
+        Self {
+            user_id: u.user_id,
+            tenant_id: u.tenant_id,
+            user_name: u.user_name,
+            profile: UserProfile {
+                email: u.email,
+                first_name: u.first_name,
+                last_name: u.last_name,
+                time_zone: u.time_zone,
+                locale: u.locale,
+                date_format: u.date_format,
+                employee_number: u.employee_number,
+            },
+            roles: Roles::from_bits(u.roles),
+            disabled: u.disabled,
+            password_change_time: u.password_change_time,
+            create_time: u.create_time,
+            update_time: u.update_time,
+        }
+    }
+}
+
+/// A session, without its token hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    /// The tenant the session acts in.
+    pub tenant_id: Uuid,
+    pub kind: SessionKind,
+    pub create_time: DateTime<Utc>,
+    pub expire_time: DateTime<Utc>,
+    /// The last use, including uses not yet written to the store.
+    pub last_use_time: DateTime<Utc>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub impersonator_user_id: Option<Uuid>,
+    /// The name of the user access token the session was opened with.
+    pub user_access_token_name: Option<String>,
+    /// Whether this is the session the caller is using for this very call.
+    pub current: bool,
+}
+
+impl SessionView {
+    pub(crate) fn new(s: SessionRecord, last_use_time: DateTime<Utc>, current: bool) -> Self {
+        Self {
+            session_id: s.session_id,
+            user_id: s.user_id,
+            tenant_id: s.tenant_id,
+            kind: s.kind,
+            create_time: s.create_time,
+            expire_time: s.expire_time,
+            last_use_time,
+            end_time: s.end_time,
+            impersonator_user_id: s.impersonator_user_id,
+            user_access_token_name: s.access_token_name,
+            current,
+        }
+    }
+}
+
+/// A user access token, without its secret or the secret's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenView {
+    pub name: String,
+    pub description: String,
+    /// The owner's user name.
+    pub user_name: String,
+    pub create_time: DateTime<Utc>,
+    pub expire_time: Option<DateTime<Utc>>,
+    /// The last use, including uses not yet written to the store.
+    pub last_use_time: Option<DateTime<Utc>>,
+    pub revoke_time: Option<DateTime<Utc>>,
+    /// Non-secret: the prefix and the last characters.
+    pub hint: String,
+}
+
+/// A service account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountView {
+    pub service_account_id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub create_time: DateTime<Utc>,
+}
+
+impl From<ServiceAccountRecord> for ServiceAccountView {
+    fn from(a: ServiceAccountRecord) -> Self {
+        Self {
+            service_account_id: a.service_account_id,
+            tenant_id: a.tenant_id,
+            name: a.name,
+            description: a.description,
+            create_time: a.create_time,
+        }
+    }
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEventView {
+    pub event_id: Uuid,
+    pub time: DateTime<Utc>,
+    pub action: String,
+    pub tenant_id: Option<Uuid>,
+    pub actor_user_id: Option<Uuid>,
+    pub subject_user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub peer_address: Option<String>,
+    /// Further facts, never secrets.
+    pub details: BTreeMap<String, String>,
+}
+
+impl From<AuditRecord> for AuditEventView {
+    fn from(a: AuditRecord) -> Self {
+        Self {
+            event_id: a.event_id,
+            time: a.time,
+            action: a.action,
+            tenant_id: a.tenant_id,
+            actor_user_id: a.actor_user_id,
+            subject_user_id: a.subject_user_id,
+            session_id: a.session_id,
+            peer_address: a.peer_address,
+            details: serde_json::from_str(&a.details).unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,797 @@
+//! The store, written once: each statement is one SQL text that Postgres and SQLite both run.
+//! Parameters are `$n` on both (Postgres learns their types from the bound values); times bind
+//! and decode through [`StoredTime`]; rows decode through `#[derive(sqlx::FromRow)]`. What truly
+//! differs lives in the [`Dialect`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Executor, Pool, Transaction};
+use uuid::Uuid;
+
+use super::dialect::{Arg, Dialect, LastUseOf, Lock, Reads};
+use super::sqlite::DatabaseFile;
+use super::time::{StoredTime, stored};
+use super::{
+    AccessTokenLookup, AccessTokenRecord, AuditRecord, ServiceAccountRecord, SessionLookup, SessionRecord, Store,
+    StoreError, StoreResult, TenantChanges, TenantRecord, UserGuard, UserRecord, UserWrite,
+};
+use crate::domain::{AuditFilter, PageRequest, ProfilePatch};
+
+/// A [`Store`] over any database with a [`Dialect`].
+pub struct SqlStore<DB: Database> {
+    /// Where writes go (on SQLite, its one writer connection).
+    pub(super) writer: Pool<DB>,
+    /// Where reads go (on SQLite, read-only connections beside the writer; on Postgres, the same pool).
+    pub(super) reader: Pool<DB>,
+    /// The file the database lives in, for a database that is a file: [`Store::ping`] checks it.
+    pub(super) file: Option<DatabaseFile>,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            writer: self.writer.clone(),
+            reader: self.reader.clone(),
+            file: self.file.clone(),
+        }
+    }
+}
+
+/// The columns of a [`SessionRecord`] from [`sessions_with_tokens!`].
+macro_rules! session_columns {
+    () => {
+        "s.session_id, s.token_hash, s.user_id, s.tenant_id AS session_tenant_id, s.kind, \
+         s.create_time AS session_create_time, s.expire_time, s.last_use_time, s.end_time, \
+         s.impersonator_user_id, s.access_token_id, t.name AS access_token_name"
+    };
+}
+
+/// Sessions `s`, each with the user access token `t` it was opened with, if any.
+macro_rules! sessions_with_tokens {
+    () => {
+        "sessions s LEFT JOIN user_access_tokens t ON t.token_id = s.access_token_id"
+    };
+}
+
+/// Selects [`SessionRecord`]s, followed by `$rest`.
+macro_rules! select_sessions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM ",
+            sessions_with_tokens!(),
+            " ",
+            $rest
+        )
+    };
+}
+
+/// Reports a unique violation against the request field that holds the duplicate.
+fn unique(field: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::from_sqlx(e, field)
+}
+
+impl<DB: Dialect> SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    async fn begin(&self) -> StoreResult<Transaction<'static, DB>> {
+        Ok(self.writer.begin_with(DB::BEGIN_WRITE).await?)
+    }
+
+    fn row<T>(row: DB::Row) -> StoreResult<T>
+    where
+        DB: Reads<T>,
+    {
+        Ok(DB::read(&row)?)
+    }
+
+    fn optional<T>(row: Option<DB::Row>) -> StoreResult<Option<T>>
+    where
+        DB: Reads<T>,
+    {
+        row.map(Self::row).transpose()
+    }
+
+    fn all<T>(rows: Vec<DB::Row>) -> StoreResult<Vec<T>>
+    where
+        DB: Reads<T>,
+    {
+        rows.into_iter().map(Self::row).collect()
+    }
+
+    async fn count(conn: &mut DB::Connection, query: sqlx::query::Query<'_, DB, DB::Arguments>) -> StoreResult<i64> {
+        let (count,): (i64,) = Self::row(query.fetch_one(&mut *conn).await?)?;
+        Ok(count)
+    }
+
+    async fn insert_audit_in(conn: &mut DB::Connection, a: &AuditRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (event_id, time, action, tenant_id, actor_user_id, subject_user_id, \
+             session_id, peer_address, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .arg(a.event_id)
+        .arg(StoredTime(a.time))
+        .arg(a.action.as_str())
+        .arg(a.tenant_id)
+        .arg(a.actor_user_id)
+        .arg(a.subject_user_id)
+        .arg(a.session_id)
+        .arg(a.peer_address.as_deref())
+        .arg(a.details.as_str())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_tenant_in(conn: &mut DB::Connection, t: &TenantRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tenants (tenant_id, name, name_key, password_expiry_days, max_access_token_days, \
+             create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .arg(t.tenant_id)
+        .arg(t.name.as_str())
+        .arg(t.name_key.as_str())
+        .arg(t.password_expiry_days)
+        .arg(t.max_access_token_days)
+        .arg(StoredTime(t.create_time))
+        .arg(StoredTime(t.update_time))
+        .execute(&mut *conn)
+        .await
+        .map_err(unique("tenant.name"))?;
+        Self::replace_served_in(conn, t.tenant_id, &t.served_tenant_ids).await
+    }
+
+    async fn replace_served_in(conn: &mut DB::Connection, tenant_id: Uuid, served: &[Uuid]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM served_tenants WHERE support_tenant_id = $1")
+            .arg(tenant_id)
+            .execute(&mut *conn)
+            .await?;
+        for client in served {
+            sqlx::query("INSERT INTO served_tenants (support_tenant_id, client_tenant_id) VALUES ($1, $2)")
+                .arg(tenant_id)
+                .arg(*client)
+                .execute(&mut *conn)
+                .await
+                .map_err(unique("tenant.served_tenant_ids"))?;
+        }
+        Ok(())
+    }
+
+    async fn served<'c>(executor: impl Executor<'c, Database = DB>, tenant_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT client_tenant_id FROM served_tenants WHERE support_tenant_id = $1 ORDER BY client_tenant_id",
+        )
+        .arg(tenant_id)
+        .fetch_all(executor)
+        .await?;
+        Ok(Self::all::<(Uuid,)>(rows)?.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn insert_user_in(conn: &mut DB::Connection, u: &UserRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (user_id, tenant_id, user_name, user_name_key, email, first_name, last_name, \
+             time_zone, locale, date_format, employee_number, roles, disabled, password_hash, \
+             password_change_time, create_time, update_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .arg(u.user_id)
+        .arg(u.tenant_id)
+        .arg(u.user_name.as_str())
+        .arg(u.user_name_key.as_str())
+        .arg(u.email.as_str())
+        .arg(u.first_name.as_str())
+        .arg(u.last_name.as_str())
+        .arg(u.time_zone.as_str())
+        .arg(u.locale.as_str())
+        .arg(u.date_format.as_str())
+        .arg(u.employee_number.as_str())
+        .arg(u.roles)
+        .arg(u.disabled)
+        .arg(u.password_hash.as_str())
+        .arg(StoredTime(u.password_change_time))
+        .arg(StoredTime(u.create_time))
+        .arg(StoredTime(u.update_time))
+        .execute(&mut *conn)
+        .await
+        .map_err(unique("user.user_name"))?;
+        Ok(())
+    }
+
+    /// Runs `update` (an `UPDATE users … WHERE user_id = $1 AND roles = $2 RETURNING *`) under
+    /// `guard`, ends the user's sessions when `end_sessions_at` is given, and records `audit`.
+    async fn write_user(
+        &self,
+        guard: &UserGuard,
+        update: sqlx::query::Query<'_, DB, DB::Arguments>,
+        end_sessions_at: Option<DateTime<Utc>>,
+        audit: &AuditRecord,
+    ) -> StoreResult<UserWrite> {
+        let mut tx = self.begin().await?;
+        if guard.keep_an_enabled_holder_of.is_some() {
+            DB::lock(&mut tx, Lock::RoleHolders).await?;
+        }
+        let Some(user) = Self::optional::<UserRecord>(update.fetch_optional(&mut *tx).await?)? else {
+            let exists = sqlx::query("SELECT count(*) FROM users WHERE user_id = $1").arg(guard.user_id);
+            return Ok(match Self::count(&mut tx, exists).await? {
+                0 => UserWrite::Missing,
+                _ => UserWrite::RolesChanged,
+            });
+        };
+        if let Some(role) = guard.keep_an_enabled_holder_of {
+            let holders = sqlx::query("SELECT count(*) FROM users WHERE (roles & $1) <> 0 AND NOT disabled").arg(role);
+            if Self::count(&mut tx, holders).await? == 0 {
+                return Ok(UserWrite::LastHolder);
+            }
+        }
+        if let Some(at) = end_sessions_at {
+            sqlx::query("UPDATE sessions SET end_time = $2 WHERE user_id = $1 AND end_time IS NULL")
+                .arg(guard.user_id)
+                .arg(StoredTime(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(UserWrite::Written(Box::new(user)))
+    }
+
+    /// One page of sessions selected by `sql`, whose parameters are: the owner's id, whether ended
+    /// sessions are included, the id to continue after, and the number of rows.
+    async fn list_sessions(
+        &self,
+        sql: &'static str,
+        owner: Uuid,
+        include_ended: bool,
+        page: PageRequest,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(sql)
+            .arg(owner)
+            .arg(include_ended)
+            .arg(page.after.map(|t| t.0))
+            .arg(page.fetch_limit())
+            .fetch_all(&self.reader)
+            .await?;
+        Self::all(rows)
+    }
+}
+
+#[async_trait]
+impl<DB: Dialect> Store for SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    async fn ping(&self) -> StoreResult<()> {
+        if let Some(file) = &self.file {
+            file.check()?;
+        }
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditRecord) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        DB::lock(&mut tx, Lock::FirstTenant).await?;
+        if Self::count(&mut tx, sqlx::query("SELECT count(*) FROM tenants")).await? > 0 {
+            return Ok(false);
+        }
+        Self::insert_tenant_in(&mut tx, tenant).await?;
+        Self::insert_user_in(&mut tx, admin).await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::insert_tenant_in(&mut tx, tenant).await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE tenant_id = $1")
+            .arg(tenant_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(mut tenant) = Self::optional::<TenantRecord>(row)? else {
+            return Ok(None);
+        };
+        tenant.served_tenant_ids = Self::served(&self.reader, tenant_id).await?;
+        Ok(Some(tenant))
+    }
+
+    async fn update_tenant(
+        &self,
+        tenant_id: Uuid,
+        changes: &TenantChanges,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<TenantRecord>> {
+        let mut tx = self.begin().await?;
+        let (name, key) = changes.name.as_ref().map(|(n, k)| (n.as_str(), k.as_str())).unzip();
+        let row = sqlx::query(
+            "UPDATE tenants SET name = COALESCE($2, name), name_key = COALESCE($3, name_key), \
+             password_expiry_days = CASE WHEN $4 THEN $5 ELSE password_expiry_days END, \
+             max_access_token_days = COALESCE($6, max_access_token_days), update_time = $7 \
+             WHERE tenant_id = $1 RETURNING *",
+        )
+        .arg(tenant_id)
+        .arg(name)
+        .arg(key)
+        .arg(changes.password_expiry_days.is_some())
+        .arg(changes.password_expiry_days.flatten())
+        .arg(changes.max_access_token_days)
+        .arg(StoredTime(at))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unique("tenant.name"))?;
+        let Some(mut tenant) = Self::optional::<TenantRecord>(row)? else {
+            return Ok(None);
+        };
+        if let Some(served) = &changes.served_tenant_ids {
+            Self::replace_served_in(&mut tx, tenant_id, served).await?;
+        }
+        tenant.served_tenant_ids = Self::served(&mut *tx, tenant_id).await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(Some(tenant))
+    }
+
+    async fn insert_user(&self, user: &UserRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::insert_user_in(&mut tx, user).await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_user(&self, user_id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE user_id = $1")
+            .arg(user_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Self::optional(row)
+    }
+
+    async fn find_user_by_name(&self, user_name_key: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE user_name_key = $1")
+            .arg(user_name_key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Self::optional(row)
+    }
+
+    async fn list_users(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Vec<UserRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM users WHERE tenant_id = $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
+        )
+        .arg(tenant_id)
+        .arg(page.after.map(|t| t.0))
+        .arg(page.fetch_limit())
+        .fetch_all(&self.reader)
+        .await?;
+        Self::all(rows)
+    }
+
+    async fn update_user_profile(
+        &self,
+        guard: &UserGuard,
+        c: &ProfilePatch,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<UserWrite> {
+        let update = sqlx::query(
+            "UPDATE users SET email = COALESCE($3, email), first_name = COALESCE($4, first_name), \
+             last_name = COALESCE($5, last_name), time_zone = COALESCE($6, time_zone), \
+             locale = COALESCE($7, locale), date_format = COALESCE($8, date_format), \
+             employee_number = COALESCE($9, employee_number), update_time = $10 \
+             WHERE user_id = $1 AND roles = $2 RETURNING *",
+        )
+        .arg(guard.user_id)
+        .arg(guard.roles)
+        .arg(c.email.as_deref())
+        .arg(c.first_name.as_deref())
+        .arg(c.last_name.as_deref())
+        .arg(c.time_zone.as_deref())
+        .arg(c.locale.as_deref())
+        .arg(c.date_format.as_deref())
+        .arg(c.employee_number.as_deref())
+        .arg(StoredTime(at));
+        self.write_user(guard, update, None, audit).await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        guard: &UserGuard,
+        disabled: bool,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<UserWrite> {
+        let update = sqlx::query(
+            "UPDATE users SET disabled = $3, update_time = $4 WHERE user_id = $1 AND roles = $2 RETURNING *",
+        )
+        .arg(guard.user_id)
+        .arg(guard.roles)
+        .arg(disabled)
+        .arg(StoredTime(at));
+        self.write_user(guard, update, disabled.then_some(at), audit).await
+    }
+
+    async fn set_user_roles(
+        &self,
+        guard: &UserGuard,
+        roles: i32,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<UserWrite> {
+        let update =
+            sqlx::query("UPDATE users SET roles = $3, update_time = $4 WHERE user_id = $1 AND roles = $2 RETURNING *")
+                .arg(guard.user_id)
+                .arg(guard.roles)
+                .arg(roles)
+                .arg(StoredTime(at));
+        self.write_user(guard, update, None, audit).await
+    }
+
+    async fn insert_service_account(&self, a: &ServiceAccountRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO service_accounts (service_account_id, tenant_id, name, name_key, description, \
+             create_time) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .arg(a.service_account_id)
+        .arg(a.tenant_id)
+        .arg(a.name.as_str())
+        .arg(a.name_key.as_str())
+        .arg(a.description.as_str())
+        .arg(StoredTime(a.create_time))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("name"))?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_service_accounts(
+        &self,
+        tenant_id: Uuid,
+        page: PageRequest,
+    ) -> StoreResult<Vec<ServiceAccountRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM service_accounts WHERE tenant_id = $1 AND ($2 IS NULL OR service_account_id > $2) \
+             ORDER BY service_account_id LIMIT $3",
+        )
+        .arg(tenant_id)
+        .arg(page.after.map(|t| t.0))
+        .arg(page.fetch_limit())
+        .fetch_all(&self.reader)
+        .await?;
+        Self::all(rows)
+    }
+
+    async fn insert_session(&self, s: &SessionRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
+             last_use_time, end_time, impersonator_user_id, access_token_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .arg(s.session_id)
+        .arg(s.token_hash.as_slice())
+        .arg(s.user_id)
+        .arg(s.tenant_id)
+        .arg(s.kind.as_str())
+        .arg(StoredTime(s.create_time))
+        .arg(StoredTime(s.expire_time))
+        .arg(StoredTime(s.last_use_time))
+        .arg(stored(s.end_time))
+        .arg(s.impersonator_user_id)
+        .arg(s.access_token_id)
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            ", u.*, ut.password_expiry_days, st.name AS tenant_name FROM ",
+            sessions_with_tokens!(),
+            " JOIN users u ON u.user_id = s.user_id JOIN tenants ut ON ut.tenant_id = u.tenant_id \
+             JOIN tenants st ON st.tenant_id = s.tenant_id WHERE s.token_hash = $1"
+        ))
+        .arg(token_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        Self::optional(row)
+    }
+
+    async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query(select_sessions!("WHERE s.session_id = $1"))
+            .arg(session_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Self::optional(row)
+    }
+
+    async fn end_session(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE sessions SET end_time = $3 WHERE session_id = $1 AND user_id = $2 AND end_time IS NULL",
+        )
+        .arg(session_id)
+        .arg(user_id)
+        .arg(StoredTime(at))
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&ended) == 0 {
+            return Ok(false);
+        }
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn end_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE sessions SET end_time = $3 WHERE user_id = $1 AND end_time IS NULL \
+             AND ($2 IS NULL OR session_id <> $2)",
+        )
+        .arg(user_id)
+        .arg(keep)
+        .arg(StoredTime(at))
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(DB::rows_affected(&ended))
+    }
+
+    async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT session_id FROM sessions WHERE end_time >= $1")
+            .arg(StoredTime(since))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(Self::all::<(Uuid,)>(rows)?.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        DB::record_last_use(&self.writer, LastUseOf::Sessions, uses).await
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: Uuid,
+        include_ended: bool,
+        page: PageRequest,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let sql = select_sessions!(
+            "WHERE s.user_id = $1 AND ($2 OR s.end_time IS NULL) AND ($3 IS NULL OR s.session_id > $3) \
+             ORDER BY s.session_id LIMIT $4"
+        );
+        self.list_sessions(sql, user_id, include_ended, page).await
+    }
+
+    async fn insert_access_token(
+        &self,
+        t: &AccessTokenRecord,
+        max_live: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        DB::lock(&mut tx, Lock::User(t.user_id)).await?;
+        let live = sqlx::query(
+            "SELECT count(*) FROM user_access_tokens WHERE user_id = $1 AND revoke_time IS NULL \
+             AND (expire_time IS NULL OR expire_time > $2)",
+        )
+        .arg(t.user_id)
+        .arg(StoredTime(t.create_time));
+        if Self::count(&mut tx, live).await? >= max_live {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO user_access_tokens (token_id, user_id, name, name_key, description, token_hash, hint, \
+             create_time, expire_time, last_use_time, revoke_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .arg(t.token_id)
+        .arg(t.user_id)
+        .arg(t.name.as_str())
+        .arg(t.name_key.as_str())
+        .arg(t.description.as_str())
+        .arg(t.token_hash.as_slice())
+        .arg(t.hint.as_str())
+        .arg(StoredTime(t.create_time))
+        .arg(stored(t.expire_time))
+        .arg(stored(t.last_use_time))
+        .arg(stored(t.revoke_time))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("user_access_token_name"))?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn find_access_token(&self, user_id: Uuid, name_key: &str) -> StoreResult<Option<AccessTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM user_access_tokens WHERE user_id = $1 AND name_key = $2 \
+             ORDER BY (revoke_time IS NULL) DESC, token_id DESC LIMIT 1",
+        )
+        .arg(user_id)
+        .arg(name_key)
+        .fetch_optional(&self.reader)
+        .await?;
+        Self::optional(row)
+    }
+
+    async fn list_access_tokens(&self, user_id: Uuid, page: PageRequest) -> StoreResult<Vec<AccessTokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM user_access_tokens WHERE user_id = $1 AND ($2 IS NULL OR token_id > $2) \
+             ORDER BY token_id LIMIT $3",
+        )
+        .arg(user_id)
+        .arg(page.after.map(|t| t.0))
+        .arg(page.fetch_limit())
+        .fetch_all(&self.reader)
+        .await?;
+        Self::all(rows)
+    }
+
+    async fn update_access_token(
+        &self,
+        token_id: Uuid,
+        name: Option<(&str, &str)>,
+        description: Option<&str>,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<AccessTokenRecord>> {
+        let mut tx = self.begin().await?;
+        let (name, key) = name.unzip();
+        let row = sqlx::query(
+            "UPDATE user_access_tokens SET name = COALESCE($2, name), name_key = COALESCE($3, name_key), \
+             description = COALESCE($4, description) WHERE token_id = $1 AND revoke_time IS NULL RETURNING *",
+        )
+        .arg(token_id)
+        .arg(name)
+        .arg(key)
+        .arg(description)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unique("new_name"))?;
+        let Some(token) = Self::optional::<AccessTokenRecord>(row)? else {
+            return Ok(None);
+        };
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(Some(token))
+    }
+
+    async fn rotate_access_token(
+        &self,
+        token_id: Uuid,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        hint: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<AccessTokenRecord>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE user_access_tokens SET token_hash = $3, hint = $4 \
+             WHERE token_id = $1 AND token_hash = $2 AND revoke_time IS NULL RETURNING *",
+        )
+        .arg(token_id)
+        .arg(old_hash)
+        .arg(new_hash)
+        .arg(hint)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(token) = Self::optional::<AccessTokenRecord>(row)? else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL")
+            .arg(token_id)
+            .arg(StoredTime(at))
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(Some(token))
+    }
+
+    async fn revoke_access_token(&self, token_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let revoked =
+            sqlx::query("UPDATE user_access_tokens SET revoke_time = $2 WHERE token_id = $1 AND revoke_time IS NULL")
+                .arg(token_id)
+                .arg(StoredTime(at))
+                .execute(&mut *tx)
+                .await?;
+        if DB::rows_affected(&revoked) == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL")
+            .arg(token_id)
+            .arg(StoredTime(at))
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>> {
+        let row = sqlx::query(
+            "SELECT u.*, t.token_id, t.name AS token_name, t.expire_time, t.revoke_time, ut.password_expiry_days, \
+             ut.name AS tenant_name FROM user_access_tokens t JOIN users u ON u.user_id = t.user_id \
+             JOIN tenants ut ON ut.tenant_id = u.tenant_id WHERE t.token_hash = $1",
+        )
+        .arg(token_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        Self::optional(row)
+    }
+
+    async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        DB::record_last_use(&self.writer, LastUseOf::AccessTokens, uses).await
+    }
+
+    async fn list_token_sessions(
+        &self,
+        token_id: Uuid,
+        include_ended: bool,
+        page: PageRequest,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let sql = select_sessions!(
+            "WHERE s.access_token_id = $1 AND ($2 OR s.end_time IS NULL) \
+             AND ($3 IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4"
+        );
+        self.list_sessions(sql, token_id, include_ended, page).await
+    }
+
+    async fn insert_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, f: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) \
+             AND ($2 IS NULL OR actor_user_id = $2 OR subject_user_id = $2) \
+             AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR time >= $4) AND ($5 IS NULL OR time < $5) \
+             AND ($6 IS NULL OR event_id > $6) ORDER BY event_id LIMIT $7",
+        )
+        .arg(f.tenant_id)
+        .arg(f.user_id)
+        .arg(f.action.as_deref())
+        .arg(stored(f.start_time))
+        .arg(stored(f.end_time))
+        .arg(page.after.map(|t| t.0))
+        .arg(page.fetch_limit())
+        .fetch_all(&self.reader)
+        .await?;
+        Self::all(rows)
+    }
+}
