@@ -7,7 +7,7 @@ use super::views::{AccessTokenView, SessionView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::AccessTokenSecret;
 use crate::domain::{AccessTokenName, PageRequest, PageToken, UserName, check_description};
-use crate::store::{AccessTokenRecord, UserRecord};
+use crate::store::{AccessTokenRecord, TokenChanges, TokenRotation, UserRecord};
 
 /// No token lives longer than this, whatever a tenant allows.
 pub const MAX_EXPIRATION_DAYS: i32 = 3650;
@@ -112,15 +112,14 @@ impl Identity {
             audit = audit.detail("new_name", new_name.as_str());
         }
         let audit = self.token_audit(audit, caller, &caller.user, &record);
-        let new_name = new_name.as_ref().map(|n| (n.as_str(), n.key()));
+        let changes = TokenChanges {
+            token_id: record.token_id,
+            name: new_name.map(|n| (n.as_str().to_owned(), n.key())),
+            description: description.map(str::to_owned),
+        };
         let updated = self
             .store
-            .update_access_token(
-                record.token_id,
-                new_name.as_ref().map(|(name, key)| (*name, key.as_str())),
-                description,
-                &audit,
-            )
+            .update_access_token(&changes, &audit)
             .await?
             .ok_or(Error::NotFound("user access token"))?;
         Ok(self.token_view(updated, &caller.user))
@@ -151,16 +150,15 @@ impl Identity {
             &record,
         );
         let _invalidate = self.invalidate_validations();
+        let rotation = TokenRotation {
+            token_id: record.token_id,
+            new_hash: secret.hash().as_bytes().to_vec(),
+            hint: secret.hint(),
+            old_hash: record.token_hash,
+        };
         let rotated = self
             .store
-            .rotate_access_token(
-                record.token_id,
-                &record.token_hash,
-                secret.hash().as_bytes(),
-                &secret.hint(),
-                now,
-                &audit,
-            )
+            .rotate_access_token(&rotation, &audit)
             .await?
             .ok_or(Error::ConcurrentChange("user access token"))?;
         Ok((self.token_view(rotated, &caller.user), secret))
@@ -178,7 +176,7 @@ impl Identity {
             &record,
         );
         let _invalidate = self.invalidate_validations();
-        if !self.store.revoke_access_token(record.token_id, now, &audit).await? {
+        if !self.store.revoke_access_token(record.token_id, &audit).await? {
             return Err(Error::NotFound("user access token"));
         }
         Ok(())

@@ -98,6 +98,7 @@ impl Identity {
             caller.require(Need::ChangeAllTenants)?;
         }
         let mut changes = TenantChanges {
+            tenant_id,
             password_expiry_days: patch.password_expiry.map(PasswordExpiry::days),
             ..TenantChanges::default()
         };
@@ -135,7 +136,7 @@ impl Identity {
         let _invalidate = self.invalidate_validations();
         let tenant = self
             .store
-            .update_tenant(tenant_id, &changes, now, &audit)
+            .update_tenant(&changes, &audit)
             .await?
             .ok_or(Error::NotFound("tenant"))?;
         Ok(tenant.into())
@@ -229,9 +230,9 @@ impl Identity {
             roles: user.roles,
             keep_an_enabled_holder_of: None,
         };
-        let (audit, now) = self.user_audit("user.updated", caller, &user, meta);
+        let audit = self.user_audit("user.updated", caller, &user, meta);
         let _invalidate = self.invalidate_validations();
-        let written = self.store.update_user_profile(&guard, &patch, now, &audit).await?;
+        let written = self.store.update_user_profile(&guard, &patch, &audit).await?;
         user_written(written)
     }
 
@@ -257,9 +258,9 @@ impl Identity {
                 .then(|| Roles::from_iter([Role::SystemAdmin]).bits()),
         };
         let action = if disabled { "user.disabled" } else { "user.enabled" };
-        let (audit, now) = self.user_audit(action, caller, &user, meta);
+        let audit = self.user_audit(action, caller, &user, meta);
         let _invalidate = self.invalidate_validations();
-        let written = self.store.set_user_disabled(&guard, disabled, now, &audit).await?;
+        let written = self.store.set_user_disabled(&guard, disabled, &audit).await?;
         user_written(written)
     }
 
@@ -282,9 +283,9 @@ impl Identity {
             keep_an_enabled_holder_of: (old.contains(Role::SystemAdmin) && !roles.contains(Role::SystemAdmin))
                 .then(|| Roles::from_iter([Role::SystemAdmin]).bits()),
         };
-        let (audit, now) = self.user_audit("user.roles_changed", caller, &user, meta);
+        let audit = self.user_audit("user.roles_changed", caller, &user, meta);
         let _invalidate = self.invalidate_validations();
-        let written = self.store.set_user_roles(&guard, roles.bits(), now, &audit).await?;
+        let written = self.store.set_user_roles(&guard, roles.bits(), &audit).await?;
         user_written(written)
     }
 
@@ -294,14 +295,12 @@ impl Identity {
         caller: &Caller,
         user: &UserRecord,
         meta: &RequestMeta,
-    ) -> (crate::store::AuditRecord, chrono::DateTime<chrono::Utc>) {
-        let now = self.clock.now();
-        let audit = Audit::new(action, now, meta)
+    ) -> crate::store::AuditRecord {
+        Audit::new(action, self.clock.now(), meta)
             .tenant(user.tenant_id)
             .actor(caller.user_id())
             .subject(user.user_id)
-            .build();
-        (audit, now)
+            .build()
     }
 
     pub async fn create_service_account(
@@ -404,13 +403,7 @@ pub(crate) fn user_record(
         tenant_id,
         user_name: name.as_str().to_owned(),
         user_name_key: name.key(),
-        email: profile.email,
-        first_name: profile.first_name,
-        last_name: profile.last_name,
-        time_zone: profile.time_zone,
-        locale: profile.locale,
-        date_format: profile.date_format,
-        employee_number: profile.employee_number,
+        profile,
         roles: roles.bits(),
         disabled: false,
         password_hash,
@@ -423,13 +416,14 @@ pub(crate) fn user_record(
 /// The profile a user would have after `patch`, for checking it whole.
 fn patched_profile(u: &UserRecord, patch: &ProfilePatch) -> UserProfile {
     let pick = |new: &Option<String>, old: &String| new.clone().unwrap_or_else(|| old.clone());
+    let old = &u.profile;
     UserProfile {
-        email: pick(&patch.email, &u.email),
-        first_name: pick(&patch.first_name, &u.first_name),
-        last_name: pick(&patch.last_name, &u.last_name),
-        time_zone: pick(&patch.time_zone, &u.time_zone),
-        locale: pick(&patch.locale, &u.locale),
-        date_format: pick(&patch.date_format, &u.date_format),
-        employee_number: pick(&patch.employee_number, &u.employee_number),
+        email: pick(&patch.email, &old.email),
+        first_name: pick(&patch.first_name, &old.first_name),
+        last_name: pick(&patch.last_name, &old.last_name),
+        time_zone: pick(&patch.time_zone, &old.time_zone),
+        locale: pick(&patch.locale, &old.locale),
+        date_format: pick(&patch.date_format, &old.date_format),
+        employee_number: pick(&patch.employee_number, &old.employee_number),
     }
 }

@@ -163,7 +163,7 @@ impl Identity {
             .session(target)
             .build();
         let _invalidate = self.invalidate_validations();
-        if !self.store.end_session(target, caller.user_id(), now, &audit).await? {
+        if !self.store.end_session(target, caller.user_id(), &audit).await? {
             return Err(Error::NotFound("session"));
         }
         tracing::info!(session_id = %target, "logged out");

@@ -100,11 +100,7 @@ impl Identity {
             .session(session_id)
             .build();
         let _invalidate = self.invalidate_validations();
-        if !self
-            .store
-            .end_session(session_id, caller.user_id(), now, &audit)
-            .await?
-        {
+        if !self.store.end_session(session_id, caller.user_id(), &audit).await? {
             return Err(Error::NotFound("session"));
         }
         Ok(())
@@ -124,7 +120,7 @@ impl Identity {
         let _invalidate = self.invalidate_validations();
         let ended = self
             .store
-            .end_user_sessions(caller.user_id(), caller.session_id, now, &audit.build())
+            .end_user_sessions(caller.user_id(), caller.session_id, &audit.build())
             .await?;
         Ok(ended)
     }

@@ -109,7 +109,7 @@ impl ValidationCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::SessionKind;
+    use crate::domain::{SessionKind, UserProfile};
     use crate::store::{SessionRecord, UserRecord};
     use chrono::Utc;
 
@@ -137,13 +137,7 @@ mod tests {
                 tenant_id,
                 user_name: "ann".into(),
                 user_name_key: "ann".into(),
-                email: String::new(),
-                first_name: String::new(),
-                last_name: String::new(),
-                time_zone: "UTC".into(),
-                locale: "en_US".into(),
-                date_format: String::new(),
-                employee_number: String::new(),
+                profile: UserProfile::default(),
                 roles: 0,
                 disabled: false,
                 password_hash: String::new(),

@@ -20,7 +20,7 @@ pub use dialect::Dialect;
 pub use error::StoreError;
 pub use records::{
     AccessTokenLookup, AccessTokenRecord, AuditRecord, ServiceAccountRecord, SessionLookup, SessionRecord,
-    TenantChanges, TenantRecord, UserGuard, UserRecord, UserWrite,
+    TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord, UserWrite,
 };
 pub use sql::SqlStore;
 
@@ -29,9 +29,10 @@ use crate::domain::{AuditFilter, PageRequest, ProfilePatch};
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the core needs from a database. Every method that changes several rows does so in
-/// one transaction, and a method that takes an [`AuditRecord`] writes it in that same transaction,
-/// so that no change is ever recorded without its audit event or the other way round. Every write
-/// names the columns it changes: none writes back a value it read earlier.
+/// one transaction, and a method that takes an [`AuditRecord`] writes it in that same transaction
+/// and makes its change at the event's time, so that no change is ever recorded without its audit
+/// event or the other way round. Every write names the columns it changes: none writes back a
+/// value it read earlier. Lists take a [`PageRequest`] and fetch one row more than the page holds.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the database is reachable and can be written.
@@ -43,44 +44,26 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditRecord) -> StoreResult<()>;
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>>;
     /// Changes the given fields of a tenant; `None` when there is no such tenant.
-    async fn update_tenant(
-        &self,
-        tenant_id: Uuid,
-        changes: &TenantChanges,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<Option<TenantRecord>>;
+    async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditRecord) -> StoreResult<Option<TenantRecord>>;
 
     async fn insert_user(&self, user: &UserRecord, audit: &AuditRecord) -> StoreResult<()>;
     async fn get_user(&self, user_id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// Finds a user by the normalised user name.
     async fn find_user_by_name(&self, user_name_key: &str) -> StoreResult<Option<UserRecord>>;
-    /// Users of a tenant in creation order, one page (fetching one more row than the page holds).
+    /// Users of a tenant in creation order.
     async fn list_users(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Vec<UserRecord>>;
     /// Changes the given profile fields of a user.
     async fn update_user_profile(
         &self,
         guard: &UserGuard,
         changes: &ProfilePatch,
-        at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<UserWrite>;
-    /// Disables or enables a user; disabling ends their open sessions at `at`.
-    async fn set_user_disabled(
-        &self,
-        guard: &UserGuard,
-        disabled: bool,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<UserWrite>;
+    /// Disables or enables a user; disabling ends their open sessions.
+    async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditRecord)
+    -> StoreResult<UserWrite>;
     /// Replaces a user's roles.
-    async fn set_user_roles(
-        &self,
-        guard: &UserGuard,
-        roles: i32,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<UserWrite>;
+    async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditRecord) -> StoreResult<UserWrite>;
 
     async fn insert_service_account(&self, account: &ServiceAccountRecord, audit: &AuditRecord) -> StoreResult<()>;
     async fn list_service_accounts(&self, tenant_id: Uuid, page: PageRequest)
@@ -91,31 +74,19 @@ pub trait Store: Send + Sync + 'static {
     async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>>;
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>>;
     /// Ends an open session of `user_id`; returns false when there is no such open session.
-    async fn end_session(
-        &self,
-        session_id: Uuid,
-        user_id: Uuid,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<bool>;
+    async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
     /// Ends every open session of a user but `keep`; returns how many ended.
-    async fn end_user_sessions(
-        &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<u64>;
+    async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditRecord) -> StoreResult<u64>;
     /// The sessions whose end was recorded at or after `since` (one indexed range scan), so that
     /// other instances can drop them from their validation caches.
     async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
     /// Records last-use times in one batch; a time older than the stored one is ignored.
     async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
-    /// A user's sessions in creation order, one page; open ones only unless `include_ended`.
+    /// A user's sessions in creation order; open ones only unless `include_ended`.
     async fn list_user_sessions(
         &self,
         user_id: Uuid,
-        include_ended: bool,
+        ended: bool,
         page: PageRequest,
     ) -> StoreResult<Vec<SessionRecord>>;
 
@@ -130,41 +101,34 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// A user's token by normalised name: the live one if there is one, else the newest revoked.
     async fn find_access_token(&self, user_id: Uuid, name_key: &str) -> StoreResult<Option<AccessTokenRecord>>;
-    /// A user's tokens in creation order, one page.
+    /// A user's tokens in creation order.
     async fn list_access_tokens(&self, user_id: Uuid, page: PageRequest) -> StoreResult<Vec<AccessTokenRecord>>;
-    /// Renames (`name`: the new name and its key) and describes a live token; `None` when it is
-    /// not live.
+    /// Renames and describes a live token; `None` when it is not live.
     async fn update_access_token(
         &self,
-        token_id: Uuid,
-        name: Option<(&str, &str)>,
-        description: Option<&str>,
+        changes: &TokenChanges,
         audit: &AuditRecord,
     ) -> StoreResult<Option<AccessTokenRecord>>;
-    /// Replaces a live token's secret hash and hint — only while its hash is still `old_hash`, so
-    /// two rotations cannot both win — and ends every open session opened with the token. `None`
-    /// when the token is revoked or was rotated meanwhile.
+    /// Replaces a live token's secret — only while its hash is still the old one, so that two
+    /// rotations cannot both win — and ends every open session opened with the token. `None` when
+    /// the token is revoked or was rotated meanwhile.
     async fn rotate_access_token(
         &self,
-        token_id: Uuid,
-        old_hash: &[u8],
-        new_hash: &[u8],
-        hint: &str,
-        at: DateTime<Utc>,
+        rotation: &TokenRotation,
         audit: &AuditRecord,
     ) -> StoreResult<Option<AccessTokenRecord>>;
-    /// Revokes a live token and ends every open session opened with it, in one transaction;
-    /// returns false when the token was already revoked.
-    async fn revoke_access_token(&self, token_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Revokes a live token and ends every open session opened with it; returns false when the
+    /// token was already revoked.
+    async fn revoke_access_token(&self, token_id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
     /// One indexed lookup by secret hash, joined with the token's user and tenant.
     async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>>;
     /// Records tokens' last-use times in one batch; an older time than the stored one is ignored.
     async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
-    /// Sessions opened with a token in creation order, one page; open ones only unless `include_ended`.
+    /// Sessions opened with a token in creation order; open ones only unless `ended`.
     async fn list_token_sessions(
         &self,
         token_id: Uuid,
-        include_ended: bool,
+        ended: bool,
         page: PageRequest,
     ) -> StoreResult<Vec<SessionRecord>>;
 

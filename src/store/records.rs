@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
 use super::time::{StoredOptionalTime, StoredTime};
-use crate::domain::SessionKind;
+use crate::domain::{SessionKind, UserProfile};
 
 /// A tenant row and the list of client tenants it serves.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -30,6 +32,7 @@ pub struct TenantRecord {
 /// The fields of a tenant to change; `None` leaves one as it is.
 #[derive(Debug, Clone, Default)]
 pub struct TenantChanges {
+    pub tenant_id: Uuid,
     /// The new name and its key.
     pub name: Option<(String, String)>,
     /// The new password-expiry policy in days (`Some(None)`: never).
@@ -45,13 +48,9 @@ pub struct UserRecord {
     pub tenant_id: Uuid,
     pub user_name: String,
     pub user_name_key: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub time_zone: String,
-    pub locale: String,
-    pub date_format: String,
-    pub employee_number: String,
+    /// The profile columns (see the [`FromRow`](sqlx::FromRow) impl below).
+    #[sqlx(flatten)]
+    pub profile: UserProfile,
     /// Bit mask of [`crate::domain::Roles`].
     pub roles: i32,
     pub disabled: bool,
@@ -63,6 +62,25 @@ pub struct UserRecord {
     pub create_time: DateTime<Utc>,
     #[sqlx(try_from = "StoredTime")]
     pub update_time: DateTime<Utc>,
+}
+
+/// The domain knows no SQL, so the profile's columns are read here.
+impl<'r, R: Row> sqlx::FromRow<'r, R> for UserProfile
+where
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+        Ok(Self {
+            email: row.try_get("email")?,
+            first_name: row.try_get("first_name")?,
+            last_name: row.try_get("last_name")?,
+            time_zone: row.try_get("time_zone")?,
+            locale: row.try_get("locale")?,
+            date_format: row.try_get("date_format")?,
+            employee_number: row.try_get("employee_number")?,
+        })
+    }
 }
 
 /// What a change to a user is conditional on, checked in the transaction that makes it, so that
@@ -167,6 +185,24 @@ pub struct AccessTokenLookup {
     /// The password-expiry policy of the user's tenant, in days (`None` for never).
     pub password_expiry_days: Option<i32>,
     pub tenant_name: String,
+}
+
+/// The name and description of a live token to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TokenChanges {
+    pub token_id: Uuid,
+    /// The new name and its key.
+    pub name: Option<(String, String)>,
+    pub description: Option<String>,
+}
+
+/// A token's new secret, replacing `old_hash`.
+#[derive(Debug, Clone)]
+pub struct TokenRotation {
+    pub token_id: Uuid,
+    pub old_hash: Vec<u8>,
+    pub new_hash: Vec<u8>,
+    pub hint: String,
 }
 
 /// A service-account row.

@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Executor, Pool, Transaction};
 use uuid::Uuid;
 
-use super::dialect::{Arg, Dialect, LastUseOf, Lock, Reads};
+use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
 use super::sqlite::DatabaseFile;
 use super::time::{StoredTime, stored};
 use super::{
     AccessTokenLookup, AccessTokenRecord, AuditRecord, ServiceAccountRecord, SessionLookup, SessionRecord, Store,
-    StoreError, StoreResult, TenantChanges, TenantRecord, UserGuard, UserRecord, UserWrite,
+    StoreError, StoreResult, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord,
+    UserWrite,
 };
 use crate::domain::{AuditFilter, PageRequest, ProfilePatch};
 
@@ -106,6 +107,13 @@ where
         Ok(count)
     }
 
+    /// Records `audit` in the transaction and commits it.
+    async fn commit(mut tx: Transaction<'static, DB>, audit: &AuditRecord) -> StoreResult<()> {
+        Self::insert_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_audit_in(conn: &mut DB::Connection, a: &AuditRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_events (event_id, time, action, tenant_id, actor_user_id, subject_user_id, \
@@ -180,13 +188,13 @@ where
         .arg(u.tenant_id)
         .arg(u.user_name.as_str())
         .arg(u.user_name_key.as_str())
-        .arg(u.email.as_str())
-        .arg(u.first_name.as_str())
-        .arg(u.last_name.as_str())
-        .arg(u.time_zone.as_str())
-        .arg(u.locale.as_str())
-        .arg(u.date_format.as_str())
-        .arg(u.employee_number.as_str())
+        .arg(u.profile.email.as_str())
+        .arg(u.profile.first_name.as_str())
+        .arg(u.profile.last_name.as_str())
+        .arg(u.profile.time_zone.as_str())
+        .arg(u.profile.locale.as_str())
+        .arg(u.profile.date_format.as_str())
+        .arg(u.profile.employee_number.as_str())
         .arg(u.roles)
         .arg(u.disabled)
         .arg(u.password_hash.as_str())
@@ -200,12 +208,12 @@ where
     }
 
     /// Runs `update` (an `UPDATE users … WHERE user_id = $1 AND roles = $2 RETURNING *`) under
-    /// `guard`, ends the user's sessions when `end_sessions_at` is given, and records `audit`.
+    /// `guard`, ends the user's sessions when `end_sessions`, and records `audit`.
     async fn write_user(
         &self,
         guard: &UserGuard,
         update: sqlx::query::Query<'_, DB, DB::Arguments>,
-        end_sessions_at: Option<DateTime<Utc>>,
+        end_sessions: bool,
         audit: &AuditRecord,
     ) -> StoreResult<UserWrite> {
         let mut tx = self.begin().await?;
@@ -225,16 +233,39 @@ where
                 return Ok(UserWrite::LastHolder);
             }
         }
-        if let Some(at) = end_sessions_at {
+        if end_sessions {
             sqlx::query("UPDATE sessions SET end_time = $2 WHERE user_id = $1 AND end_time IS NULL")
                 .arg(guard.user_id)
-                .arg(StoredTime(at))
+                .arg(StoredTime(audit.time))
                 .execute(&mut *tx)
                 .await?;
         }
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(UserWrite::Written(Box::new(user)))
+    }
+
+    /// At most one row of `sql`, whose one parameter is `key`.
+    async fn find<'k, T, K>(&self, sql: &'static str, key: K) -> StoreResult<Option<T>>
+    where
+        DB: Reads<T> + Binds<'k, K>,
+        K: Send,
+    {
+        Self::optional(sqlx::query(sql).arg(key).fetch_optional(&self.reader).await?)
+    }
+
+    /// One page of the rows of `sql`, whose parameters are: the owner's id, the id to continue
+    /// after, and the number of rows.
+    async fn page_of<T>(&self, sql: &'static str, owner: Uuid, page: PageRequest) -> StoreResult<Vec<T>>
+    where
+        DB: Reads<T>,
+    {
+        let rows = sqlx::query(sql)
+            .arg(owner)
+            .arg(page.after.map(|t| t.0))
+            .arg(page.fetch_limit())
+            .fetch_all(&self.reader)
+            .await?;
+        Self::all(rows)
     }
 
     /// One page of sessions selected by `sql`, whose parameters are: the owner's id, whether ended
@@ -243,12 +274,12 @@ where
         &self,
         sql: &'static str,
         owner: Uuid,
-        include_ended: bool,
+        ended: bool,
         page: PageRequest,
     ) -> StoreResult<Vec<SessionRecord>> {
         let rows = sqlx::query(sql)
             .arg(owner)
-            .arg(include_ended)
+            .arg(ended)
             .arg(page.after.map(|t| t.0))
             .arg(page.fetch_limit())
             .fetch_all(&self.reader)
@@ -278,38 +309,29 @@ where
         }
         Self::insert_tenant_in(&mut tx, tenant).await?;
         Self::insert_user_in(&mut tx, admin).await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(true)
     }
 
     async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::insert_tenant_in(&mut tx, tenant).await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        Self::commit(tx, audit).await
     }
 
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE tenant_id = $1")
-            .arg(tenant_id)
-            .fetch_optional(&self.reader)
+        let found = self
+            .find("SELECT * FROM tenants WHERE tenant_id = $1", tenant_id)
             .await?;
-        let Some(mut tenant) = Self::optional::<TenantRecord>(row)? else {
+        let Some(mut tenant): Option<TenantRecord> = found else {
             return Ok(None);
         };
         tenant.served_tenant_ids = Self::served(&self.reader, tenant_id).await?;
         Ok(Some(tenant))
     }
 
-    async fn update_tenant(
-        &self,
-        tenant_id: Uuid,
-        changes: &TenantChanges,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<Option<TenantRecord>> {
+    async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditRecord) -> StoreResult<Option<TenantRecord>> {
+        let tenant_id = changes.tenant_id;
         let mut tx = self.begin().await?;
         let (name, key) = changes.name.as_ref().map(|(n, k)| (n.as_str(), k.as_str())).unzip();
         let row = sqlx::query(
@@ -324,7 +346,7 @@ where
         .arg(changes.password_expiry_days.is_some())
         .arg(changes.password_expiry_days.flatten())
         .arg(changes.max_access_token_days)
-        .arg(StoredTime(at))
+        .arg(StoredTime(audit.time))
         .fetch_optional(&mut *tx)
         .await
         .map_err(unique("tenant.name"))?;
@@ -335,52 +357,34 @@ where
             Self::replace_served_in(&mut tx, tenant_id, served).await?;
         }
         tenant.served_tenant_ids = Self::served(&mut *tx, tenant_id).await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(Some(tenant))
     }
 
     async fn insert_user(&self, user: &UserRecord, audit: &AuditRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::insert_user_in(&mut tx, user).await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        Self::commit(tx, audit).await
     }
 
     async fn get_user(&self, user_id: Uuid) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE user_id = $1")
-            .arg(user_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Self::optional(row)
+        self.find("SELECT * FROM users WHERE user_id = $1", user_id).await
     }
 
     async fn find_user_by_name(&self, user_name_key: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE user_name_key = $1")
-            .arg(user_name_key)
-            .fetch_optional(&self.reader)
-            .await?;
-        Self::optional(row)
+        self.find("SELECT * FROM users WHERE user_name_key = $1", user_name_key)
+            .await
     }
 
     async fn list_users(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Vec<UserRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM users WHERE tenant_id = $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
-        )
-        .arg(tenant_id)
-        .arg(page.after.map(|t| t.0))
-        .arg(page.fetch_limit())
-        .fetch_all(&self.reader)
-        .await?;
-        Self::all(rows)
+        let sql = "SELECT * FROM users WHERE tenant_id = $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3";
+        self.page_of(sql, tenant_id, page).await
     }
 
     async fn update_user_profile(
         &self,
         guard: &UserGuard,
         c: &ProfilePatch,
-        at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<UserWrite> {
         let update = sqlx::query(
@@ -399,15 +403,14 @@ where
         .arg(c.locale.as_deref())
         .arg(c.date_format.as_deref())
         .arg(c.employee_number.as_deref())
-        .arg(StoredTime(at));
-        self.write_user(guard, update, None, audit).await
+        .arg(StoredTime(audit.time));
+        self.write_user(guard, update, false, audit).await
     }
 
     async fn set_user_disabled(
         &self,
         guard: &UserGuard,
         disabled: bool,
-        at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<UserWrite> {
         let update = sqlx::query(
@@ -416,24 +419,18 @@ where
         .arg(guard.user_id)
         .arg(guard.roles)
         .arg(disabled)
-        .arg(StoredTime(at));
-        self.write_user(guard, update, disabled.then_some(at), audit).await
+        .arg(StoredTime(audit.time));
+        self.write_user(guard, update, disabled, audit).await
     }
 
-    async fn set_user_roles(
-        &self,
-        guard: &UserGuard,
-        roles: i32,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<UserWrite> {
+    async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditRecord) -> StoreResult<UserWrite> {
         let update =
             sqlx::query("UPDATE users SET roles = $3, update_time = $4 WHERE user_id = $1 AND roles = $2 RETURNING *")
                 .arg(guard.user_id)
                 .arg(guard.roles)
                 .arg(roles)
-                .arg(StoredTime(at));
-        self.write_user(guard, update, None, audit).await
+                .arg(StoredTime(audit.time));
+        self.write_user(guard, update, false, audit).await
     }
 
     async fn insert_service_account(&self, a: &ServiceAccountRecord, audit: &AuditRecord) -> StoreResult<()> {
@@ -451,9 +448,7 @@ where
         .execute(&mut *tx)
         .await
         .map_err(unique("name"))?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        Self::commit(tx, audit).await
     }
 
     async fn list_service_accounts(
@@ -461,16 +456,9 @@ where
         tenant_id: Uuid,
         page: PageRequest,
     ) -> StoreResult<Vec<ServiceAccountRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM service_accounts WHERE tenant_id = $1 AND ($2 IS NULL OR service_account_id > $2) \
-             ORDER BY service_account_id LIMIT $3",
-        )
-        .arg(tenant_id)
-        .arg(page.after.map(|t| t.0))
-        .arg(page.fetch_limit())
-        .fetch_all(&self.reader)
-        .await?;
-        Self::all(rows)
+        let sql = "SELECT * FROM service_accounts WHERE tenant_id = $1 \
+                   AND ($2 IS NULL OR service_account_id > $2) ORDER BY service_account_id LIMIT $3";
+        self.page_of(sql, tenant_id, page).await
     }
 
     async fn insert_session(&self, s: &SessionRecord, audit: &AuditRecord) -> StoreResult<()> {
@@ -493,65 +481,43 @@ where
         .arg(s.access_token_id)
         .execute(&mut *tx)
         .await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        Self::commit(tx, audit).await
     }
 
     async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>> {
-        let row = sqlx::query(concat!(
+        let sql = concat!(
             "SELECT ",
             session_columns!(),
             ", u.*, ut.password_expiry_days, st.name AS tenant_name FROM ",
             sessions_with_tokens!(),
             " JOIN users u ON u.user_id = s.user_id JOIN tenants ut ON ut.tenant_id = u.tenant_id \
              JOIN tenants st ON st.tenant_id = s.tenant_id WHERE s.token_hash = $1"
-        ))
-        .arg(token_hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        Self::optional(row)
+        );
+        self.find(sql, token_hash).await
     }
 
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>> {
-        let row = sqlx::query(select_sessions!("WHERE s.session_id = $1"))
-            .arg(session_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Self::optional(row)
+        self.find(select_sessions!("WHERE s.session_id = $1"), session_id).await
     }
 
-    async fn end_session(
-        &self,
-        session_id: Uuid,
-        user_id: Uuid,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<bool> {
+    async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let ended = sqlx::query(
             "UPDATE sessions SET end_time = $3 WHERE session_id = $1 AND user_id = $2 AND end_time IS NULL",
         )
         .arg(session_id)
         .arg(user_id)
-        .arg(StoredTime(at))
+        .arg(StoredTime(audit.time))
         .execute(&mut *tx)
         .await?;
         if DB::rows_affected(&ended) == 0 {
             return Ok(false);
         }
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(true)
     }
 
-    async fn end_user_sessions(
-        &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-        at: DateTime<Utc>,
-        audit: &AuditRecord,
-    ) -> StoreResult<u64> {
+    async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditRecord) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
         let ended = sqlx::query(
             "UPDATE sessions SET end_time = $3 WHERE user_id = $1 AND end_time IS NULL \
@@ -559,11 +525,10 @@ where
         )
         .arg(user_id)
         .arg(keep)
-        .arg(StoredTime(at))
+        .arg(StoredTime(audit.time))
         .execute(&mut *tx)
         .await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(DB::rows_affected(&ended))
     }
 
@@ -582,14 +547,14 @@ where
     async fn list_user_sessions(
         &self,
         user_id: Uuid,
-        include_ended: bool,
+        ended: bool,
         page: PageRequest,
     ) -> StoreResult<Vec<SessionRecord>> {
         let sql = select_sessions!(
             "WHERE s.user_id = $1 AND ($2 OR s.end_time IS NULL) AND ($3 IS NULL OR s.session_id > $3) \
              ORDER BY s.session_id LIMIT $4"
         );
-        self.list_sessions(sql, user_id, include_ended, page).await
+        self.list_sessions(sql, user_id, ended, page).await
     }
 
     async fn insert_access_token(
@@ -628,8 +593,7 @@ where
         .execute(&mut *tx)
         .await
         .map_err(unique("user_access_token_name"))?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(true)
     }
 
@@ -646,53 +610,39 @@ where
     }
 
     async fn list_access_tokens(&self, user_id: Uuid, page: PageRequest) -> StoreResult<Vec<AccessTokenRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM user_access_tokens WHERE user_id = $1 AND ($2 IS NULL OR token_id > $2) \
-             ORDER BY token_id LIMIT $3",
-        )
-        .arg(user_id)
-        .arg(page.after.map(|t| t.0))
-        .arg(page.fetch_limit())
-        .fetch_all(&self.reader)
-        .await?;
-        Self::all(rows)
+        let sql = "SELECT * FROM user_access_tokens WHERE user_id = $1 AND ($2 IS NULL OR token_id > $2) \
+                   ORDER BY token_id LIMIT $3";
+        self.page_of(sql, user_id, page).await
     }
 
     async fn update_access_token(
         &self,
-        token_id: Uuid,
-        name: Option<(&str, &str)>,
-        description: Option<&str>,
+        changes: &TokenChanges,
         audit: &AuditRecord,
     ) -> StoreResult<Option<AccessTokenRecord>> {
         let mut tx = self.begin().await?;
-        let (name, key) = name.unzip();
+        let (name, key) = changes.name.as_ref().map(|(n, k)| (n.as_str(), k.as_str())).unzip();
         let row = sqlx::query(
             "UPDATE user_access_tokens SET name = COALESCE($2, name), name_key = COALESCE($3, name_key), \
              description = COALESCE($4, description) WHERE token_id = $1 AND revoke_time IS NULL RETURNING *",
         )
-        .arg(token_id)
+        .arg(changes.token_id)
         .arg(name)
         .arg(key)
-        .arg(description)
+        .arg(changes.description.as_deref())
         .fetch_optional(&mut *tx)
         .await
         .map_err(unique("new_name"))?;
         let Some(token) = Self::optional::<AccessTokenRecord>(row)? else {
             return Ok(None);
         };
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(Some(token))
     }
 
     async fn rotate_access_token(
         &self,
-        token_id: Uuid,
-        old_hash: &[u8],
-        new_hash: &[u8],
-        hint: &str,
-        at: DateTime<Utc>,
+        rotation: &TokenRotation,
         audit: &AuditRecord,
     ) -> StoreResult<Option<AccessTokenRecord>> {
         let mut tx = self.begin().await?;
@@ -700,31 +650,30 @@ where
             "UPDATE user_access_tokens SET token_hash = $3, hint = $4 \
              WHERE token_id = $1 AND token_hash = $2 AND revoke_time IS NULL RETURNING *",
         )
-        .arg(token_id)
-        .arg(old_hash)
-        .arg(new_hash)
-        .arg(hint)
+        .arg(rotation.token_id)
+        .arg(rotation.old_hash.as_slice())
+        .arg(rotation.new_hash.as_slice())
+        .arg(rotation.hint.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(token) = Self::optional::<AccessTokenRecord>(row)? else {
             return Ok(None);
         };
         sqlx::query("UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL")
-            .arg(token_id)
-            .arg(StoredTime(at))
+            .arg(rotation.token_id)
+            .arg(StoredTime(audit.time))
             .execute(&mut *tx)
             .await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(Some(token))
     }
 
-    async fn revoke_access_token(&self, token_id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<bool> {
+    async fn revoke_access_token(&self, token_id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let revoked =
             sqlx::query("UPDATE user_access_tokens SET revoke_time = $2 WHERE token_id = $1 AND revoke_time IS NULL")
                 .arg(token_id)
-                .arg(StoredTime(at))
+                .arg(StoredTime(audit.time))
                 .execute(&mut *tx)
                 .await?;
         if DB::rows_affected(&revoked) == 0 {
@@ -732,24 +681,19 @@ where
         }
         sqlx::query("UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL")
             .arg(token_id)
-            .arg(StoredTime(at))
+            .arg(StoredTime(audit.time))
             .execute(&mut *tx)
             .await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::commit(tx, audit).await?;
         Ok(true)
     }
 
     async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>> {
-        let row = sqlx::query(
-            "SELECT u.*, t.token_id, t.name AS token_name, t.expire_time, t.revoke_time, ut.password_expiry_days, \
-             ut.name AS tenant_name FROM user_access_tokens t JOIN users u ON u.user_id = t.user_id \
-             JOIN tenants ut ON ut.tenant_id = u.tenant_id WHERE t.token_hash = $1",
-        )
-        .arg(token_hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        Self::optional(row)
+        let sql = "SELECT u.*, t.token_id, t.name AS token_name, t.expire_time, t.revoke_time, \
+                   ut.password_expiry_days, ut.name AS tenant_name FROM user_access_tokens t \
+                   JOIN users u ON u.user_id = t.user_id JOIN tenants ut ON ut.tenant_id = u.tenant_id \
+                   WHERE t.token_hash = $1";
+        self.find(sql, token_hash).await
     }
 
     async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
@@ -759,21 +703,18 @@ where
     async fn list_token_sessions(
         &self,
         token_id: Uuid,
-        include_ended: bool,
+        ended: bool,
         page: PageRequest,
     ) -> StoreResult<Vec<SessionRecord>> {
         let sql = select_sessions!(
             "WHERE s.access_token_id = $1 AND ($2 OR s.end_time IS NULL) \
              AND ($3 IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4"
         );
-        self.list_sessions(sql, token_id, include_ended, page).await
+        self.list_sessions(sql, token_id, ended, page).await
     }
 
     async fn insert_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        Self::insert_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        Self::commit(self.begin().await?, audit).await
     }
 
     async fn list_audit(&self, f: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditRecord>> {

@@ -15,6 +15,7 @@ mod support;
 
 mod access_tokens;
 mod admin;
+mod authorization;
 mod concurrency;
 mod health;
 mod login;
@@ -44,6 +45,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("sessions", sessions::tests()),
         ("admin", admin::tests()),
         ("access_tokens", access_tokens::tests()),
+        ("authorization", authorization::tests()),
         ("concurrency", concurrency::tests()),
     ];
     match store {
