@@ -1,10 +1,15 @@
 //! The load generator behind `identityd-load`: scenarios driven through the generated clients,
 //! database seeding, and the measurements that serve as ceilings. See BENCHMARKS.md.
 
+/// The command line: subcommands and their arguments.
 pub mod cli;
+/// Measurements that need no load: the hashing ceiling, start-up time and idle memory.
 pub mod probes;
+/// Running a scenario against a server through the generated clients.
 pub mod run;
+/// Filling a database with users and live sessions in large batches.
 pub mod seed;
+/// Latency samples and the report a run prints.
 pub mod stats;
 
 use cli::{Cli, Command};

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Duration;
+use identityd::auth::{HashingSettings, PasswordHasher, SessionToken};
+use identityd::clock::{Clock, SystemClock};
+use identityd::config::Config;
+use identityd::domain::Password;
+use identityd::startup::open_store;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use super::cli::SeedArgs;
-use crate::auth::{HashingSettings, PasswordHasher, SessionToken};
-use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
-use crate::domain::Password;
-use crate::startup::open_store;
+use crate::cli::SeedArgs;
 
 /// The password every seeded user has.
 pub const SEED_PASSWORD: &str = "load-test-password";

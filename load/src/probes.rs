@@ -4,14 +4,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use identityd::auth::{HashingSettings, PasswordHasher};
 use serde::Serialize;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::cli::{HashCeilingArgs, StartupArgs};
-use super::run::resident_kib;
-use crate::auth::{HashingSettings, PasswordHasher};
+use crate::cli::{HashCeilingArgs, StartupArgs};
+use crate::run::resident_kib;
 
 #[derive(Debug, Serialize)]
 pub struct HashCeiling {
