@@ -44,7 +44,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::HashCeiling(args) => {
-            let ceiling = tokio::task::spawn_blocking(move || probes::hash_ceiling(&args)).await??;
+            let ceiling = probes::hash_ceiling(&args).await?;
             println!("{}", serde_json::to_string(&ceiling)?);
         }
         Command::Startup(args) => {
