@@ -33,14 +33,14 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed(args) => {
             let start = std::time::Instant::now();
-            let tokens = seed::seed(&args).await?;
+            let seeded = seed::seed(&args).await?;
             println!(
                 "seeded {} users and {} sessions in {:.1} s (password {:?}); kept {} tokens",
-                args.users,
+                seeded.user_names.len(),
                 args.sessions,
                 start.elapsed().as_secs_f64(),
                 seed::SEED_PASSWORD,
-                tokens.len()
+                seeded.tokens.len()
             );
         }
         Command::HashCeiling(args) => {
