@@ -156,7 +156,7 @@ def main():
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
     tmp = tempfile.mkdtemp(prefix="identityd-bench-")
     results = {}
     try:

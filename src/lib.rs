@@ -17,8 +17,6 @@ pub mod core;
 pub mod domain;
 /// The gRPC layer: generated code, services that translate to core calls, error mapping.
 pub mod grpc;
-/// The load generator and benchmark probes behind the `identityd-load` binary.
-pub mod load;
 /// The one place where the store, the core, the gRPC services, health, reflection and shutdown are wired.
 pub mod startup;
 /// The `Store` trait, its records and errors, and one module per backend.

@@ -2,6 +2,9 @@
 //! are minted and hashed.
 
 mod access_token_secret;
+mod argon2_memory;
+mod argon2id;
+mod hashing_admission;
 mod hashing_workers;
 mod password_hasher;
 mod session_token;

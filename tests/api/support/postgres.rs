@@ -3,10 +3,19 @@
 //!
 //! The harness's `main` calls [`TestPostgres::start`] once before running the trials and
 //! [`TestPostgres::stop`] once after; [`Drop`] does the same clean-up if the harness panics in
-//! between, so a failed run does not leave a server or a data directory behind.
+//! between, so a failed run does not leave a server or a data directory behind. The load
+//! generator's seeding test (`load/tests/seed.rs`) includes this file too, for the same server.
 //!
 //! Only `std` is used (no `libc`, no new crates): user ids come from `/proc/self/status` and
 //! `/etc/passwd`, and signals are sent with the `kill` command.
+//!
+//! Why not a crate: none of those weighed runs the installed server binaries, downloads nothing at
+//! test time and works as root, as CI runs. pgtemp runs as root only through `sudo` (not installed
+//! on our machines) and waits for the server with fixed sleeps; postgresql_embedded downloads its
+//! binaries unless pointed at an installation and, like pg-embed (which always downloads), runs
+//! initdb as the current user, which root cannot; pg-embed-setup-unpriv needs a separately
+//! installed worker binary as root and sits on postgresql_embedded; pgdo-lib uses the installed
+//! binaries, but as the current user.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;

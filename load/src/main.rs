@@ -4,7 +4,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match identityd::load::main(identityd::load::cli::Cli::parse()).await {
+    match identityd_load::main(identityd_load::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("identityd-load: {e:#}");

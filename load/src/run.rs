@@ -7,16 +7,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use identityd::grpc::pb;
+use identityd::grpc::pb::access_token_service_client::AccessTokenServiceClient;
+use identityd::grpc::pb::login_service_client::LoginServiceClient;
+use identityd::grpc::pb::session_service_client::SessionServiceClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::cli::{RunArgs, Scenario};
-use super::stats::{Latencies, Report};
-use crate::grpc::pb;
-use crate::grpc::pb::access_token_service_client::AccessTokenServiceClient;
-use crate::grpc::pb::login_service_client::LoginServiceClient;
-use crate::grpc::pb::session_service_client::SessionServiceClient;
+use crate::cli::{RunArgs, Scenario};
+use crate::stats::{Latencies, Report};
 
 /// What one run measured: the scenario, and the login storm beside it when there was one.
 #[derive(Debug, Clone, serde::Serialize)]

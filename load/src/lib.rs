@@ -1,10 +1,15 @@
 //! The load generator behind `identityd-load`: scenarios driven through the generated clients,
 //! database seeding, and the measurements that serve as ceilings. See BENCHMARKS.md.
 
+/// The command line: subcommands and their arguments.
 pub mod cli;
+/// Measurements that need no load: the hashing ceiling, start-up time and idle memory.
 pub mod probes;
+/// Running a scenario against a server through the generated clients.
 pub mod run;
+/// Filling a database with users and live sessions in large batches.
 pub mod seed;
+/// Latency samples and the report a run prints.
 pub mod stats;
 
 use cli::{Cli, Command};
@@ -28,18 +33,18 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed(args) => {
             let start = std::time::Instant::now();
-            let tokens = seed::seed(&args).await?;
+            let seeded = seed::seed(&args).await?;
             println!(
                 "seeded {} users and {} sessions in {:.1} s (password {:?}); kept {} tokens",
-                args.users,
+                seeded.user_names.len(),
                 args.sessions,
                 start.elapsed().as_secs_f64(),
                 seed::SEED_PASSWORD,
-                tokens.len()
+                seeded.tokens.len()
             );
         }
         Command::HashCeiling(args) => {
-            let ceiling = tokio::task::spawn_blocking(move || probes::hash_ceiling(&args)).await??;
+            let ceiling = probes::hash_ceiling(&args).await?;
             println!("{}", serde_json::to_string(&ceiling)?);
         }
         Command::Startup(args) => {

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::config::parse_duration;
+use identityd::config::parse_duration;
 
 /// identityd-load: drives a running identityd with the generated gRPC clients and reports
 /// throughput and latency; seeds databases; measures the hashing ceiling and the start-up time.

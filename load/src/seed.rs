@@ -1,20 +1,24 @@
 //! Fills a database with users and live sessions quickly, so that table size can be varied.
 //! Rows are written in large batches (Postgres: arrays through UNNEST; SQLite: one transaction).
+//!
+//! The schema is the service's: [`seed`] applies the service's migrations first, and writes rows
+//! that the service must read back as live users and sessions. `tests/seed.rs` checks exactly that
+//! on both stores, so this SQL cannot drift from the migrations unnoticed.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Duration;
+use identityd::auth::{HashingSettings, PasswordHasher, SessionToken};
+use identityd::clock::{Clock, SystemClock};
+use identityd::config::Config;
+use identityd::domain::Password;
+use identityd::startup::open_store;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use super::cli::SeedArgs;
-use crate::auth::{HashingSettings, PasswordHasher, SessionToken};
-use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
-use crate::domain::Password;
-use crate::startup::open_store;
+use crate::cli::SeedArgs;
 
 /// The password every seeded user has.
 pub const SEED_PASSWORD: &str = "load-test-password";
@@ -31,9 +35,19 @@ struct SeedSession {
     user: Uuid,
 }
 
-/// Seeds a tenant with `users` users and `sessions` sessions spread over them; returns the tokens
-/// of the first `keep_tokens` sessions (written to `tokens_out` when given).
-pub async fn seed(args: &SeedArgs) -> anyhow::Result<Vec<String>> {
+/// What a seeding wrote that a caller can use.
+#[derive(Debug)]
+pub struct Seeded {
+    /// The users' names, in a new tenant of their own; every one has the password [`SEED_PASSWORD`].
+    pub user_names: Vec<String>,
+    /// Tokens of the first `keep_tokens` sessions; session `i` belongs to user `i % users`.
+    pub tokens: Vec<String>,
+}
+
+/// Seeds a new tenant with `users` users and `sessions` sessions spread over them, after applying
+/// the service's migrations; keeps the tokens of the first `keep_tokens` sessions (written to
+/// `tokens_out` when given).
+pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
     open_store(&Config::for_database(&args.database_url)).await?;
     let hasher = PasswordHasher::new(HashingSettings::default())?;
     let password = Password::for_login("password", SEED_PASSWORD).map_err(|v| anyhow::anyhow!("{}", v.message))?;
@@ -94,7 +108,10 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Vec<String>> {
         }
         file.flush()?;
     }
-    Ok(tokens)
+    Ok(Seeded {
+        user_names: users.into_iter().map(|u| u.name).collect(),
+        tokens,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
