@@ -19,6 +19,9 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         live_tokens_per_user_are_capped,
         token_lists_page_and_show_last_use,
         token_actions_are_audited,
+        a_token_reads_but_changes_nothing,
+        rotation_ends_the_sessions_opened_with_the_token,
+        sessions_name_the_token_they_were_opened_with,
     ]
 }
 
@@ -591,5 +594,100 @@ async fn a_mistyped_token_is_refused_without_the_database(env: TestEnv) {
         "the real token needs the database"
     );
     app.db.refuse_connections(&env.postgres_base_url, false).await;
+    app.finish().await;
+}
+
+async fn a_token_reads_but_changes_nothing(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let secret = create(&app, &app.admin_token, "leaked", None).await.unwrap().token;
+    let session = token_login(&app, &secret).await.unwrap().session_token;
+    // Whether used directly or through a session opened with it, a leaked administrator's token
+    // mints no credential, ends no other session and creates nothing.
+    for bearer_token in [secret.as_str(), session.as_str()] {
+        let refused = create(&app, bearer_token, "more", None).await.unwrap_err();
+        assert_error(&refused, Code::PermissionDenied, "ACCESS_TOKEN_NOT_ALLOWED");
+        let others = app
+            .sessions
+            .clone()
+            .revoke_my_other_sessions(bearer(pb::RevokeMyOtherSessionsRequest {}, bearer_token))
+            .await
+            .unwrap_err();
+        assert_error(&others, Code::PermissionDenied, "ACCESS_TOKEN_NOT_ALLOWED");
+        let tenant = pb::CreateTenantRequest {
+            tenant: Some(pb::Tenant {
+                name: "Evil".into(),
+                ..Default::default()
+            }),
+        };
+        let created = app
+            .admin
+            .clone()
+            .create_tenant(bearer(tenant, bearer_token))
+            .await
+            .unwrap_err();
+        assert_error(&created, Code::PermissionDenied, "ACCESS_TOKEN_NOT_ALLOWED");
+        let roles = app.set_roles(bearer_token, &app.admin_user_id, &[]).await.unwrap_err();
+        assert_error(&roles, Code::PermissionDenied, "ACCESS_TOKEN_NOT_ALLOWED");
+        // Reading works.
+        get(&app, bearer_token, "leaked", "").await.expect("read its own token");
+    }
+    assert!(
+        app.validate(&app.admin_token).await.valid,
+        "the password session survives"
+    );
+    assert_eq!(app.db.count("user_access_tokens").await, 1);
+    assert_eq!(app.db.count("tenants").await, 1);
+    // Revoking the token ends the intrusion: nothing it made outlives it.
+    revoke(&app, &app.admin_token, "leaked").await.unwrap();
+    assert!(!app.validate(&session).await.valid);
+    app.finish().await;
+}
+
+async fn rotation_ends_the_sessions_opened_with_the_token(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let secret = create(&app, &app.admin_token, "ci", None).await.unwrap().token;
+    let opened = token_login(&app, &secret).await.unwrap().session_token;
+    assert!(app.validate(&opened).await.valid);
+    let request = pb::RotateUserAccessTokenRequest {
+        user_access_token_name: "ci".into(),
+    };
+    let rotated = app
+        .tokens()
+        .rotate_user_access_token(bearer(request, &app.admin_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !app.validate(&opened).await.valid,
+        "a session opened with the rotated-out secret ends with it"
+    );
+    assert!(app.validate(&app.admin_token).await.valid, "other sessions stay");
+    let fresh = token_login(&app, &rotated.token).await.unwrap().session_token;
+    assert!(app.validate(&fresh).await.valid);
+    app.finish().await;
+}
+
+async fn sessions_name_the_token_they_were_opened_with(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let secret = create(&app, &app.admin_token, "deploy", None).await.unwrap().token;
+    let session = token_login(&app, &secret).await.unwrap().session_token;
+    let who = app
+        .sessions
+        .clone()
+        .get_current_user(bearer(pb::GetCurrentUserRequest {}, &session))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(who.session.unwrap().user_access_token_name, "deploy");
+    let listed = app
+        .sessions
+        .clone()
+        .list_my_sessions(bearer(pb::ListMySessionsRequest::default(), &app.admin_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    let names: Vec<&str> = listed.iter().map(|s| s.user_access_token_name.as_str()).collect();
+    assert_eq!(names, ["", "deploy"], "the password session has none");
     app.finish().await;
 }

@@ -19,6 +19,8 @@ mod authorization;
 mod concurrency;
 mod health;
 mod login;
+mod races;
+mod roles;
 mod sessions;
 mod startup;
 
@@ -46,6 +48,8 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("admin", admin::tests()),
         ("access_tokens", access_tokens::tests()),
         ("authorization", authorization::tests()),
+        ("races", races::tests()),
+        ("roles", roles::tests()),
         ("concurrency", concurrency::tests()),
     ];
     match store {

@@ -1,3 +1,4 @@
 pub mod app;
+pub mod calls;
 pub mod db;
 pub mod postgres;
