@@ -175,3 +175,31 @@ fn identity(metadata: &std::fs::Metadata) -> Option<(u64, u64)> {
 fn identity(_: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_database_file_gone_replaced_or_read_only_is_noticed() {
+        let dir = std::env::temp_dir().join(format!("identityd-file-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("identityd.db");
+        std::fs::write(&path, b"data").unwrap();
+        let file = DatabaseFile::opened(&path).unwrap();
+        assert!(file.check().is_ok());
+        let aside = dir.join("aside");
+        std::fs::rename(&path, &aside).unwrap();
+        assert!(file.check().is_err(), "gone");
+        std::fs::copy(&aside, &path).unwrap();
+        assert!(file.check().is_err(), "another file under the same name");
+        std::fs::rename(&aside, &path).unwrap();
+        assert!(file.check().is_ok(), "the same file back");
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        permissions.set_readonly(true);
+        std::fs::set_permissions(&path, permissions).unwrap();
+        assert!(file.check().is_err(), "read-only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -15,6 +15,11 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![every_service_reports_serving, reflection_lists_every_service]
 }
 
+/// Tests of the embedded database's file.
+pub fn sqlite_tests() -> Vec<(&'static str, crate::TestFn)> {
+    tests![health_notices_a_database_file_taken_away]
+}
+
 /// Tests that only make sense with a database server that can go away.
 pub fn postgres_tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![health_follows_the_database]
@@ -67,6 +72,28 @@ async fn health_follows_the_database(env: TestEnv) {
     // Calls succeed again once it is back, although the connections from before the outage died.
     app.login_ok(crate::support::app::ADMIN_USER, crate::support::app::ADMIN_PASSWORD)
         .await;
+    app.finish().await;
+}
+
+async fn health_notices_a_database_file_taken_away(env: TestEnv) {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn(&env).await;
+    let path = std::path::PathBuf::from(app.db.url.trim_start_matches("sqlite://"));
+    let aside = path.with_extension("aside");
+    let mut health = HealthClient::new(app.channel.clone());
+    let service = "identity.v1.SessionService";
+    watch_until(&mut health, service, ServingStatus::Serving).await;
+    // Open connections would go on writing into a deleted or replaced file, losing every write:
+    // the server must say it is not serving.
+    let set_mode = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    set_mode(0o444);
+    watch_until(&mut health, service, ServingStatus::NotServing).await;
+    set_mode(0o644);
+    watch_until(&mut health, service, ServingStatus::Serving).await;
+    std::fs::rename(&path, &aside).unwrap();
+    watch_until(&mut health, service, ServingStatus::NotServing).await;
+    std::fs::rename(&aside, &path).unwrap();
+    watch_until(&mut health, service, ServingStatus::Serving).await;
     app.finish().await;
 }
 

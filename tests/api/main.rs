@@ -57,7 +57,10 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("health", health::postgres_tests()));
             modules.push(("access_tokens", access_tokens::postgres_tests()));
         }
-        StoreKind::Sqlite => modules.push(("startup", startup::tests())),
+        StoreKind::Sqlite => {
+            modules.push(("startup", startup::tests()));
+            modules.push(("health", health::sqlite_tests()));
+        }
     }
     (named(modules), exclusive)
 }
