@@ -7,7 +7,7 @@ use super::views::{AccessTokenView, SessionView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::AccessTokenSecret;
 use crate::domain::{AccessTokenName, PageRequest, PageToken, UserName, check_description};
-use crate::store::{AccessTokenRecord, TokenChanges, TokenRotation, UserRecord};
+use crate::store::{AccessTokenRecord, SessionsOf, TokenChanges, TokenRotation, UserRecord};
 
 /// No token lives longer than this, whatever a tenant allows.
 pub const MAX_EXPIRATION_DAYS: i32 = 3650;
@@ -195,7 +195,7 @@ impl Identity {
         let token = self.find_token(&owner, name).await?;
         let rows = self
             .store
-            .list_token_sessions(token.token_id, include_ended, page)
+            .list_sessions(SessionsOf::AccessToken(token.token_id), include_ended, page)
             .await?;
         let (rows, next) = page.finish(rows, |s| s.session_id);
         Ok((rows.into_iter().map(|s| self.view(s, caller)).collect(), next))
@@ -259,7 +259,7 @@ impl Identity {
         caller: &Caller,
         owner: &UserRecord,
         record: &AccessTokenRecord,
-    ) -> crate::store::AuditRecord {
+    ) -> crate::domain::AuditEvent {
         let mut audit = audit
             .tenant(owner.tenant_id)
             .actor(caller.user_id())

@@ -2,11 +2,11 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
-use super::views::{AuditEventView, ServiceAccountView, TenantView, UserView};
+use super::views::{ServiceAccountView, TenantView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::domain::{
-    AuditFilter, FieldViolation, PageRequest, PageToken, Password, PasswordExpiry, ProfilePatch, Role, Roles,
-    ServiceAccountName, TenantName, UserName, UserProfile,
+    AuditEvent, AuditFilter, FieldViolation, PageRequest, PageToken, Password, PasswordExpiry, ProfilePatch, Role,
+    Roles, ServiceAccountName, TenantName, UserName, UserProfile,
 };
 use crate::store::{ServiceAccountRecord, TenantChanges, TenantRecord, UserGuard, UserRecord, UserWrite};
 
@@ -295,7 +295,7 @@ impl Identity {
         caller: &Caller,
         user: &UserRecord,
         meta: &RequestMeta,
-    ) -> crate::store::AuditRecord {
+    ) -> crate::domain::AuditEvent {
         Audit::new(action, self.clock.now(), meta)
             .tenant(user.tenant_id)
             .actor(caller.user_id())
@@ -354,7 +354,7 @@ impl Identity {
         caller: &Caller,
         mut filter: AuditFilter,
         page: PageRequest,
-    ) -> Result<(Vec<AuditEventView>, Option<PageToken>)> {
+    ) -> Result<(Vec<AuditEvent>, Option<PageToken>)> {
         match filter.tenant_id {
             Some(tenant_id) => caller.require(Need::ReadTenant(tenant_id, "tenant"))?,
             None if caller.has(Role::SystemAdmin) => caller.require(Need::ReadAllTenants)?,
@@ -369,8 +369,7 @@ impl Identity {
             return Err(Error::invalid("end_time", "must not be before start_time"));
         }
         let rows = self.store.list_audit(&filter, page).await?;
-        let (rows, next) = page.finish(rows, |a| a.event_id);
-        Ok((rows.into_iter().map(AuditEventView::from).collect(), next))
+        Ok(page.finish(rows, |a| a.event_id))
     }
 }
 

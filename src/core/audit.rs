@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::store::AuditRecord;
+use crate::domain::AuditEvent;
 
 /// What the transport knows about a request that is worth keeping in the audit log.
 #[derive(Debug, Clone, Default)]
@@ -11,57 +11,49 @@ pub struct RequestMeta {
 }
 
 /// Builds one audit event. Details are plain strings and never secrets.
-pub(crate) struct Audit {
-    record: AuditRecord,
-    details: serde_json::Map<String, serde_json::Value>,
-}
+pub(crate) struct Audit(AuditEvent);
 
 impl Audit {
     pub(crate) fn new(action: &str, at: DateTime<Utc>, meta: &RequestMeta) -> Self {
-        Self {
-            record: AuditRecord {
-                event_id: Uuid::now_v7(),
-                time: at,
-                action: action.to_owned(),
-                tenant_id: None,
-                actor_user_id: None,
-                subject_user_id: None,
-                session_id: None,
-                peer_address: meta.peer.clone(),
-                details: String::new(),
-            },
-            details: serde_json::Map::new(),
-        }
+        Self(AuditEvent {
+            event_id: Uuid::now_v7(),
+            time: at,
+            action: action.to_owned(),
+            tenant_id: None,
+            actor_user_id: None,
+            subject_user_id: None,
+            session_id: None,
+            peer_address: meta.peer.clone(),
+            details: Default::default(),
+        })
     }
 
     pub(crate) fn tenant(mut self, id: Uuid) -> Self {
-        self.record.tenant_id = Some(id);
+        self.0.tenant_id = Some(id);
         self
     }
 
     pub(crate) fn actor(mut self, id: Uuid) -> Self {
-        self.record.actor_user_id = Some(id);
+        self.0.actor_user_id = Some(id);
         self
     }
 
     pub(crate) fn subject(mut self, id: Uuid) -> Self {
-        self.record.subject_user_id = Some(id);
+        self.0.subject_user_id = Some(id);
         self
     }
 
     pub(crate) fn session(mut self, id: Uuid) -> Self {
-        self.record.session_id = Some(id);
+        self.0.session_id = Some(id);
         self
     }
 
     pub(crate) fn detail(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.details
-            .insert(key.to_owned(), serde_json::Value::String(value.into()));
+        self.0.details.insert(key.to_owned(), value.into());
         self
     }
 
-    pub(crate) fn build(mut self) -> AuditRecord {
-        self.record.details = serde_json::Value::Object(self.details).to_string();
-        self.record
+    pub(crate) fn build(self) -> AuditEvent {
+        self.0
     }
 }

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::store::Store;
+use crate::store::{LastUseOf, Store};
 
 /// What a recorder keeps last-use times of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +57,8 @@ impl LastUseRecorder {
             return;
         }
         let written = match self.of {
-            UseOf::Sessions => store.record_session_use(&batch).await,
-            UseOf::AccessTokens => store.record_token_use(&batch).await,
+            UseOf::Sessions => store.record_last_use(LastUseOf::Sessions, &batch).await,
+            UseOf::AccessTokens => store.record_last_use(LastUseOf::AccessTokens, &batch).await,
         };
         if let Err(e) = written {
             tracing::warn!(error = %e, of = ?self.of, count = batch.len(), "could not record last use; will retry");

@@ -33,7 +33,7 @@ pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::SessionValidity;
 pub use validation_cache::ValidationCache;
-pub use views::{AccessTokenView, AuditEventView, ServiceAccountView, SessionView, TenantView, UserView};
+pub use views::{AccessTokenView, ServiceAccountView, SessionView, TenantView, UserView};
 
 /// How long sessions live.
 #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,7 @@ use super::views::{SessionView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::SessionToken;
 use crate::domain::{PageRequest, PageToken, PasswordExpiry};
-use crate::store::SessionRecord;
+use crate::store::{SessionRecord, SessionsOf};
 
 /// The answer to "is this session valid, and whose is it".
 #[derive(Debug, Clone)]
@@ -80,7 +80,10 @@ impl Identity {
         page: PageRequest,
     ) -> Result<(Vec<SessionView>, Option<PageToken>)> {
         caller.require(Need::ReadOwn)?;
-        let rows = self.store.list_user_sessions(caller.user_id(), false, page).await?;
+        let rows = self
+            .store
+            .list_sessions(SessionsOf::User(caller.user_id()), false, page)
+            .await?;
         let (rows, next) = page.finish(rows, |s| s.session_id);
         Ok((rows.into_iter().map(|s| self.view(s, caller)).collect(), next))
     }

@@ -1,13 +1,11 @@
 //! What the core hands back to transports: views made for callers, never store rows. None of
 //! them carries a password hash, a token hash or a secret.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{PasswordExpiry, Roles, SessionKind, UserProfile};
-use crate::store::{AuditRecord, ServiceAccountRecord, SessionRecord, TenantRecord, UserRecord};
+use crate::store::{ServiceAccountRecord, SessionRecord, TenantRecord, UserRecord};
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,37 +137,6 @@ impl From<ServiceAccountRecord> for ServiceAccountView {
             name: a.name,
             description: a.description,
             create_time: a.create_time,
-        }
-    }
-}
-
-/// One audit event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEventView {
-    pub event_id: Uuid,
-    pub time: DateTime<Utc>,
-    pub action: String,
-    pub tenant_id: Option<Uuid>,
-    pub actor_user_id: Option<Uuid>,
-    pub subject_user_id: Option<Uuid>,
-    pub session_id: Option<Uuid>,
-    pub peer_address: Option<String>,
-    /// Further facts, never secrets.
-    pub details: BTreeMap<String, String>,
-}
-
-impl From<AuditRecord> for AuditEventView {
-    fn from(a: AuditRecord) -> Self {
-        Self {
-            event_id: a.event_id,
-            time: a.time,
-            action: a.action,
-            tenant_id: a.tenant_id,
-            actor_user_id: a.actor_user_id,
-            subject_user_id: a.subject_user_id,
-            session_id: a.session_id,
-            peer_address: a.peer_address,
-            details: serde_json::from_str(&a.details).unwrap_or_default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Values parsed from untrusted input. A value of one of these types has passed its rules, so the
 //! core never checks it twice.
 
+mod audit_event;
 mod audit_filter;
 mod field;
 mod names;
@@ -11,6 +12,7 @@ mod profile;
 mod role;
 mod session_kind;
 
+pub use audit_event::AuditEvent;
 pub use audit_filter::AuditFilter;
 pub use field::{FieldViolation, check_description};
 pub use names::{AccessTokenName, ServiceAccountName, TenantName, UserName};

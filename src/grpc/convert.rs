@@ -4,10 +4,8 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use super::pb;
-use crate::core::{
-    AccessTokenView, AuditEventView, Error, LoginOutcome, ServiceAccountView, SessionView, TenantView, UserView,
-};
-use crate::domain::{PasswordExpiry, Role, Roles, SessionKind};
+use crate::core::{AccessTokenView, Error, LoginOutcome, ServiceAccountView, SessionView, TenantView, UserView};
+use crate::domain::{AuditEvent, PasswordExpiry, Role, Roles, SessionKind};
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -153,7 +151,7 @@ pub fn service_account(a: ServiceAccountView) -> pb::ServiceAccount {
     }
 }
 
-pub fn audit_event(a: AuditEventView) -> pb::AuditEvent {
+pub fn audit_event(a: AuditEvent) -> pb::AuditEvent {
     pb::AuditEvent {
         event_id: a.event_id.to_string(),
         time: Some(timestamp(a.time)),

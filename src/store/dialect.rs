@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::StoreResult;
 use super::records::{
-    AccessTokenLookup, AccessTokenRecord, AuditRecord, ServiceAccountRecord, SessionLookup, SessionRecord,
-    TenantRecord, UserRecord,
+    AccessTokenLookup, AccessTokenRecord, ServiceAccountRecord, SessionLookup, SessionRecord, TenantRecord, UserRecord,
 };
 use super::time::StoredTime;
+use crate::domain::AuditEvent;
 
 /// A lock a write transaction takes before it reads what its change depends on. SQLite has one
 /// writer at a time, so it needs none of them; Postgres serialises exactly the writers that could
@@ -59,7 +59,7 @@ pub trait Dialect:
     + Reads<AccessTokenRecord>
     + Reads<AccessTokenLookup>
     + Reads<ServiceAccountRecord>
-    + Reads<AuditRecord>
+    + Reads<AuditEvent>
     + Reads<(i64,)>
     + Reads<(Uuid,)>
 {

@@ -16,20 +16,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use dialect::Dialect;
+pub use dialect::{Dialect, LastUseOf};
 pub use error::StoreError;
 pub use records::{
-    AccessTokenLookup, AccessTokenRecord, AuditRecord, ServiceAccountRecord, SessionLookup, SessionRecord,
+    AccessTokenLookup, AccessTokenRecord, ServiceAccountRecord, SessionLookup, SessionRecord, SessionsOf,
     TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord, UserWrite,
 };
 pub use sql::SqlStore;
 
-use crate::domain::{AuditFilter, PageRequest, ProfilePatch};
+use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the core needs from a database. Every method that changes several rows does so in
-/// one transaction, and a method that takes an [`AuditRecord`] writes it in that same transaction
+/// one transaction, and a method that takes an [`AuditEvent`] writes it in that same transaction
 /// and makes its change at the event's time, so that no change is ever recorded without its audit
 /// event or the other way round. Every write names the columns it changes: none writes back a
 /// value it read earlier. Lists take a [`PageRequest`] and fetch one row more than the page holds.
@@ -39,14 +39,14 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     /// Creates the first tenant and its administrator if no tenant exists yet; returns whether it did.
-    async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditRecord) -> StoreResult<bool>;
+    async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditEvent) -> StoreResult<bool>;
 
-    async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditRecord) -> StoreResult<()>;
+    async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>>;
     /// Changes the given fields of a tenant; `None` when there is no such tenant.
-    async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditRecord) -> StoreResult<Option<TenantRecord>>;
+    async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditEvent) -> StoreResult<Option<TenantRecord>>;
 
-    async fn insert_user(&self, user: &UserRecord, audit: &AuditRecord) -> StoreResult<()>;
+    async fn insert_user(&self, user: &UserRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_user(&self, user_id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// Finds a user by the normalised user name.
     async fn find_user_by_name(&self, user_name_key: &str) -> StoreResult<Option<UserRecord>>;
@@ -57,38 +57,34 @@ pub trait Store: Send + Sync + 'static {
         &self,
         guard: &UserGuard,
         changes: &ProfilePatch,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<UserWrite>;
     /// Disables or enables a user; disabling ends their open sessions.
-    async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditRecord)
-    -> StoreResult<UserWrite>;
+    async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite>;
     /// Replaces a user's roles.
-    async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditRecord) -> StoreResult<UserWrite>;
+    async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite>;
 
-    async fn insert_service_account(&self, account: &ServiceAccountRecord, audit: &AuditRecord) -> StoreResult<()>;
+    async fn insert_service_account(&self, account: &ServiceAccountRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn list_service_accounts(&self, tenant_id: Uuid, page: PageRequest)
     -> StoreResult<Vec<ServiceAccountRecord>>;
 
-    async fn insert_session(&self, session: &SessionRecord, audit: &AuditRecord) -> StoreResult<()>;
+    async fn insert_session(&self, session: &SessionRecord, audit: &AuditEvent) -> StoreResult<()>;
     /// The hot path: one indexed lookup by token hash, joined with the user and tenants it needs.
     async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>>;
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>>;
     /// Ends an open session of `user_id`; returns false when there is no such open session.
-    async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
+    async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
     /// Ends every open session of a user but `keep`; returns how many ended.
-    async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditRecord) -> StoreResult<u64>;
+    async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditEvent) -> StoreResult<u64>;
     /// The sessions whose end was recorded at or after `since` (one indexed range scan), so that
     /// other instances can drop them from their validation caches.
     async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
-    /// Records last-use times in one batch; a time older than the stored one is ignored.
-    async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
-    /// A user's sessions in creation order; open ones only unless `include_ended`.
-    async fn list_user_sessions(
-        &self,
-        user_id: Uuid,
-        ended: bool,
-        page: PageRequest,
-    ) -> StoreResult<Vec<SessionRecord>>;
+    /// Records last-use times of sessions or tokens in one batch; a time older than the stored one
+    /// is ignored.
+    async fn record_last_use(&self, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
+    /// A user's sessions, or those opened with a token, in creation order; open ones only unless
+    /// `ended`.
+    async fn list_sessions(&self, of: SessionsOf, ended: bool, page: PageRequest) -> StoreResult<Vec<SessionRecord>>;
 
     /// Inserts a token unless its user already has `max_live` tokens that are neither revoked nor
     /// expired at `token.create_time`; returns false, inserting nothing, in that case. The count
@@ -97,7 +93,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         token: &AccessTokenRecord,
         max_live: i64,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<bool>;
     /// A user's token by normalised name: the live one if there is one, else the newest revoked.
     async fn find_access_token(&self, user_id: Uuid, name_key: &str) -> StoreResult<Option<AccessTokenRecord>>;
@@ -107,7 +103,7 @@ pub trait Store: Send + Sync + 'static {
     async fn update_access_token(
         &self,
         changes: &TokenChanges,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<Option<AccessTokenRecord>>;
     /// Replaces a live token's secret — only while its hash is still the old one, so that two
     /// rotations cannot both win — and ends every open session opened with the token. `None` when
@@ -115,23 +111,14 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_access_token(
         &self,
         rotation: &TokenRotation,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<Option<AccessTokenRecord>>;
     /// Revokes a live token and ends every open session opened with it; returns false when the
     /// token was already revoked.
-    async fn revoke_access_token(&self, token_id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
+    async fn revoke_access_token(&self, token_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
     /// One indexed lookup by secret hash, joined with the token's user and tenant.
     async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>>;
-    /// Records tokens' last-use times in one batch; an older time than the stored one is ignored.
-    async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
-    /// Sessions opened with a token in creation order; open ones only unless `ended`.
-    async fn list_token_sessions(
-        &self,
-        token_id: Uuid,
-        ended: bool,
-        page: PageRequest,
-    ) -> StoreResult<Vec<SessionRecord>>;
 
-    async fn insert_audit(&self, audit: &AuditRecord) -> StoreResult<()>;
-    async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditRecord>>;
+    async fn insert_audit(&self, audit: &AuditEvent) -> StoreResult<()>;
+    async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditEvent>>;
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::time::{StoredOptionalTime, StoredTime};
-use crate::domain::{SessionKind, UserProfile};
+use crate::domain::{AuditEvent, SessionKind, UserProfile};
 
 /// A tenant row and the list of client tenants it serves.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -64,24 +64,48 @@ pub struct UserRecord {
     pub update_time: DateTime<Utc>,
 }
 
-/// The domain knows no SQL, so the profile's columns are read here.
-impl<'r, R: Row> sqlx::FromRow<'r, R> for UserProfile
-where
-    &'r str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
-        Ok(Self {
-            email: row.try_get("email")?,
-            first_name: row.try_get("first_name")?,
-            last_name: row.try_get("last_name")?,
-            time_zone: row.try_get("time_zone")?,
-            locale: row.try_get("locale")?,
-            date_format: row.try_get("date_format")?,
-            employee_number: row.try_get("employee_number")?,
-        })
-    }
+/// Reads a domain type, which knows no SQL, from a row: `from_row!(Type, |row| expression)`.
+macro_rules! from_row {
+    ($ty:ty, |$row:ident| $read:expr) => {
+        impl<'r, R: Row> sqlx::FromRow<'r, R> for $ty
+        where
+            &'r str: ColumnIndex<R>,
+            Uuid: Decode<'r, R::Database> + Type<R::Database>,
+            String: Decode<'r, R::Database> + Type<R::Database>,
+            StoredTime: Decode<'r, R::Database> + Type<R::Database>,
+        {
+            fn from_row($row: &'r R) -> sqlx::Result<Self> {
+                $read
+            }
+        }
+    };
 }
+
+from_row!(UserProfile, |row| Ok(UserProfile {
+    email: row.try_get("email")?,
+    first_name: row.try_get("first_name")?,
+    last_name: row.try_get("last_name")?,
+    time_zone: row.try_get("time_zone")?,
+    locale: row.try_get("locale")?,
+    date_format: row.try_get("date_format")?,
+    employee_number: row.try_get("employee_number")?,
+}));
+
+// Details are kept as a JSON object of strings.
+from_row!(AuditEvent, |row| Ok(AuditEvent {
+    event_id: row.try_get("event_id")?,
+    time: row.try_get::<StoredTime, _>("time")?.0,
+    action: row.try_get("action")?,
+    tenant_id: row.try_get("tenant_id")?,
+    actor_user_id: row.try_get("actor_user_id")?,
+    subject_user_id: row.try_get("subject_user_id")?,
+    session_id: row.try_get("session_id")?,
+    peer_address: row.try_get("peer_address")?,
+    details: serde_json::from_str(&row.try_get::<String, _>("details")?).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "details".into(),
+        source: Box::new(e),
+    })?,
+}));
 
 /// What a change to a user is conditional on, checked in the transaction that makes it, so that
 /// a change decided on an earlier read cannot land on a user who has changed since.
@@ -132,6 +156,14 @@ pub struct SessionRecord {
     pub access_token_id: Option<Uuid>,
     /// That token's name, read with the session (not a column of it).
     pub access_token_name: Option<String>,
+}
+
+/// Whose sessions to list.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionsOf {
+    User(Uuid),
+    /// Those opened with this user access token.
+    AccessToken(Uuid),
 }
 
 /// What validating a session needs, read in one query: the session, its user, and their tenants.
@@ -215,19 +247,4 @@ pub struct ServiceAccountRecord {
     pub description: String,
     #[sqlx(try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
-}
-
-/// One audit event. `details` is a JSON object of strings; never a secret.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct AuditRecord {
-    pub event_id: Uuid,
-    #[sqlx(try_from = "StoredTime")]
-    pub time: DateTime<Utc>,
-    pub action: String,
-    pub tenant_id: Option<Uuid>,
-    pub actor_user_id: Option<Uuid>,
-    pub subject_user_id: Option<Uuid>,
-    pub session_id: Option<Uuid>,
-    pub peer_address: Option<String>,
-    pub details: String,
 }

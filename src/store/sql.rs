@@ -12,11 +12,11 @@ use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
 use super::sqlite::DatabaseFile;
 use super::time::{StoredTime, stored};
 use super::{
-    AccessTokenLookup, AccessTokenRecord, AuditRecord, ServiceAccountRecord, SessionLookup, SessionRecord, Store,
+    AccessTokenLookup, AccessTokenRecord, ServiceAccountRecord, SessionLookup, SessionRecord, SessionsOf, Store,
     StoreError, StoreResult, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord,
     UserWrite,
 };
-use crate::domain::{AuditFilter, PageRequest, ProfilePatch};
+use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
 
 /// A [`Store`] over any database with a [`Dialect`].
 pub struct SqlStore<DB: Database> {
@@ -108,13 +108,14 @@ where
     }
 
     /// Records `audit` in the transaction and commits it.
-    async fn commit(mut tx: Transaction<'static, DB>, audit: &AuditRecord) -> StoreResult<()> {
+    async fn commit(mut tx: Transaction<'static, DB>, audit: &AuditEvent) -> StoreResult<()> {
         Self::insert_audit_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn insert_audit_in(conn: &mut DB::Connection, a: &AuditRecord) -> StoreResult<()> {
+    async fn insert_audit_in(conn: &mut DB::Connection, a: &AuditEvent) -> StoreResult<()> {
+        let details = serde_json::to_string(&a.details).map_err(|e| StoreError::Other(e.into()))?;
         sqlx::query(
             "INSERT INTO audit_events (event_id, time, action, tenant_id, actor_user_id, subject_user_id, \
              session_id, peer_address, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -127,7 +128,7 @@ where
         .arg(a.subject_user_id)
         .arg(a.session_id)
         .arg(a.peer_address.as_deref())
-        .arg(a.details.as_str())
+        .arg(details.as_str())
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -207,6 +208,22 @@ where
         Ok(())
     }
 
+    /// Ends the open sessions of a user, or those opened with a token, at `at`.
+    async fn end_sessions_in(conn: &mut DB::Connection, of: SessionsOf, at: DateTime<Utc>) -> StoreResult<()> {
+        let (sql, owner) = match of {
+            SessionsOf::User(id) => (
+                "UPDATE sessions SET end_time = $2 WHERE user_id = $1 AND end_time IS NULL",
+                id,
+            ),
+            SessionsOf::AccessToken(id) => (
+                "UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL",
+                id,
+            ),
+        };
+        sqlx::query(sql).arg(owner).arg(StoredTime(at)).execute(conn).await?;
+        Ok(())
+    }
+
     /// Runs `update` (an `UPDATE users … WHERE user_id = $1 AND roles = $2 RETURNING *`) under
     /// `guard`, ends the user's sessions when `end_sessions`, and records `audit`.
     async fn write_user(
@@ -214,7 +231,7 @@ where
         guard: &UserGuard,
         update: sqlx::query::Query<'_, DB, DB::Arguments>,
         end_sessions: bool,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<UserWrite> {
         let mut tx = self.begin().await?;
         if guard.keep_an_enabled_holder_of.is_some() {
@@ -234,11 +251,7 @@ where
             }
         }
         if end_sessions {
-            sqlx::query("UPDATE sessions SET end_time = $2 WHERE user_id = $1 AND end_time IS NULL")
-                .arg(guard.user_id)
-                .arg(StoredTime(audit.time))
-                .execute(&mut *tx)
-                .await?;
+            Self::end_sessions_in(&mut tx, SessionsOf::User(guard.user_id), audit.time).await?;
         }
         Self::commit(tx, audit).await?;
         Ok(UserWrite::Written(Box::new(user)))
@@ -267,25 +280,6 @@ where
             .await?;
         Self::all(rows)
     }
-
-    /// One page of sessions selected by `sql`, whose parameters are: the owner's id, whether ended
-    /// sessions are included, the id to continue after, and the number of rows.
-    async fn list_sessions(
-        &self,
-        sql: &'static str,
-        owner: Uuid,
-        ended: bool,
-        page: PageRequest,
-    ) -> StoreResult<Vec<SessionRecord>> {
-        let rows = sqlx::query(sql)
-            .arg(owner)
-            .arg(ended)
-            .arg(page.after.map(|t| t.0))
-            .arg(page.fetch_limit())
-            .fetch_all(&self.reader)
-            .await?;
-        Self::all(rows)
-    }
 }
 
 #[async_trait]
@@ -301,7 +295,7 @@ where
         Ok(())
     }
 
-    async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditRecord) -> StoreResult<bool> {
+    async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         DB::lock(&mut tx, Lock::FirstTenant).await?;
         if Self::count(&mut tx, sqlx::query("SELECT count(*) FROM tenants")).await? > 0 {
@@ -313,7 +307,7 @@ where
         Ok(true)
     }
 
-    async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditRecord) -> StoreResult<()> {
+    async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::insert_tenant_in(&mut tx, tenant).await?;
         Self::commit(tx, audit).await
@@ -330,7 +324,7 @@ where
         Ok(Some(tenant))
     }
 
-    async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditRecord) -> StoreResult<Option<TenantRecord>> {
+    async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditEvent) -> StoreResult<Option<TenantRecord>> {
         let tenant_id = changes.tenant_id;
         let mut tx = self.begin().await?;
         let (name, key) = changes.name.as_ref().map(|(n, k)| (n.as_str(), k.as_str())).unzip();
@@ -361,7 +355,7 @@ where
         Ok(Some(tenant))
     }
 
-    async fn insert_user(&self, user: &UserRecord, audit: &AuditRecord) -> StoreResult<()> {
+    async fn insert_user(&self, user: &UserRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::insert_user_in(&mut tx, user).await?;
         Self::commit(tx, audit).await
@@ -385,7 +379,7 @@ where
         &self,
         guard: &UserGuard,
         c: &ProfilePatch,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<UserWrite> {
         let update = sqlx::query(
             "UPDATE users SET email = COALESCE($3, email), first_name = COALESCE($4, first_name), \
@@ -407,12 +401,7 @@ where
         self.write_user(guard, update, false, audit).await
     }
 
-    async fn set_user_disabled(
-        &self,
-        guard: &UserGuard,
-        disabled: bool,
-        audit: &AuditRecord,
-    ) -> StoreResult<UserWrite> {
+    async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite> {
         let update = sqlx::query(
             "UPDATE users SET disabled = $3, update_time = $4 WHERE user_id = $1 AND roles = $2 RETURNING *",
         )
@@ -423,7 +412,7 @@ where
         self.write_user(guard, update, disabled, audit).await
     }
 
-    async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditRecord) -> StoreResult<UserWrite> {
+    async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite> {
         let update =
             sqlx::query("UPDATE users SET roles = $3, update_time = $4 WHERE user_id = $1 AND roles = $2 RETURNING *")
                 .arg(guard.user_id)
@@ -433,7 +422,7 @@ where
         self.write_user(guard, update, false, audit).await
     }
 
-    async fn insert_service_account(&self, a: &ServiceAccountRecord, audit: &AuditRecord) -> StoreResult<()> {
+    async fn insert_service_account(&self, a: &ServiceAccountRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO service_accounts (service_account_id, tenant_id, name, name_key, description, \
@@ -461,7 +450,7 @@ where
         self.page_of(sql, tenant_id, page).await
     }
 
-    async fn insert_session(&self, s: &SessionRecord, audit: &AuditRecord) -> StoreResult<()> {
+    async fn insert_session(&self, s: &SessionRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
@@ -500,7 +489,7 @@ where
         self.find(select_sessions!("WHERE s.session_id = $1"), session_id).await
     }
 
-    async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+    async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let ended = sqlx::query(
             "UPDATE sessions SET end_time = $3 WHERE session_id = $1 AND user_id = $2 AND end_time IS NULL",
@@ -517,7 +506,7 @@ where
         Ok(true)
     }
 
-    async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditRecord) -> StoreResult<u64> {
+    async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditEvent) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
         let ended = sqlx::query(
             "UPDATE sessions SET end_time = $3 WHERE user_id = $1 AND end_time IS NULL \
@@ -540,29 +529,38 @@ where
         Ok(Self::all::<(Uuid,)>(rows)?.into_iter().map(|(id,)| id).collect())
     }
 
-    async fn record_session_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
-        DB::record_last_use(&self.writer, LastUseOf::Sessions, uses).await
+    async fn record_last_use(&self, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        DB::record_last_use(&self.writer, of, uses).await
     }
 
-    async fn list_user_sessions(
-        &self,
-        user_id: Uuid,
-        ended: bool,
-        page: PageRequest,
-    ) -> StoreResult<Vec<SessionRecord>> {
-        let sql = select_sessions!(
-            "WHERE s.user_id = $1 AND ($2 OR s.end_time IS NULL) AND ($3 IS NULL OR s.session_id > $3) \
-             ORDER BY s.session_id LIMIT $4"
-        );
-        self.list_sessions(sql, user_id, ended, page).await
+    async fn list_sessions(&self, of: SessionsOf, ended: bool, page: PageRequest) -> StoreResult<Vec<SessionRecord>> {
+        let (sql, owner) = match of {
+            SessionsOf::User(user_id) => (
+                select_sessions!(
+                    "WHERE s.user_id = $1 AND ($2 OR s.end_time IS NULL) AND ($3 IS NULL OR s.session_id > $3) \
+                     ORDER BY s.session_id LIMIT $4"
+                ),
+                user_id,
+            ),
+            SessionsOf::AccessToken(token_id) => (
+                select_sessions!(
+                    "WHERE s.access_token_id = $1 AND ($2 OR s.end_time IS NULL) \
+                     AND ($3 IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4"
+                ),
+                token_id,
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .arg(owner)
+            .arg(ended)
+            .arg(page.after.map(|t| t.0))
+            .arg(page.fetch_limit())
+            .fetch_all(&self.reader)
+            .await?;
+        Self::all(rows)
     }
 
-    async fn insert_access_token(
-        &self,
-        t: &AccessTokenRecord,
-        max_live: i64,
-        audit: &AuditRecord,
-    ) -> StoreResult<bool> {
+    async fn insert_access_token(&self, t: &AccessTokenRecord, max_live: i64, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         DB::lock(&mut tx, Lock::User(t.user_id)).await?;
         let live = sqlx::query(
@@ -618,7 +616,7 @@ where
     async fn update_access_token(
         &self,
         changes: &TokenChanges,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<Option<AccessTokenRecord>> {
         let mut tx = self.begin().await?;
         let (name, key) = changes.name.as_ref().map(|(n, k)| (n.as_str(), k.as_str())).unzip();
@@ -643,7 +641,7 @@ where
     async fn rotate_access_token(
         &self,
         rotation: &TokenRotation,
-        audit: &AuditRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<Option<AccessTokenRecord>> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
@@ -659,16 +657,12 @@ where
         let Some(token) = Self::optional::<AccessTokenRecord>(row)? else {
             return Ok(None);
         };
-        sqlx::query("UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL")
-            .arg(rotation.token_id)
-            .arg(StoredTime(audit.time))
-            .execute(&mut *tx)
-            .await?;
+        Self::end_sessions_in(&mut tx, SessionsOf::AccessToken(rotation.token_id), audit.time).await?;
         Self::commit(tx, audit).await?;
         Ok(Some(token))
     }
 
-    async fn revoke_access_token(&self, token_id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+    async fn revoke_access_token(&self, token_id: Uuid, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let revoked =
             sqlx::query("UPDATE user_access_tokens SET revoke_time = $2 WHERE token_id = $1 AND revoke_time IS NULL")
@@ -679,11 +673,7 @@ where
         if DB::rows_affected(&revoked) == 0 {
             return Ok(false);
         }
-        sqlx::query("UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL")
-            .arg(token_id)
-            .arg(StoredTime(audit.time))
-            .execute(&mut *tx)
-            .await?;
+        Self::end_sessions_in(&mut tx, SessionsOf::AccessToken(token_id), audit.time).await?;
         Self::commit(tx, audit).await?;
         Ok(true)
     }
@@ -696,28 +686,11 @@ where
         self.find(sql, token_hash).await
     }
 
-    async fn record_token_use(&self, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
-        DB::record_last_use(&self.writer, LastUseOf::AccessTokens, uses).await
-    }
-
-    async fn list_token_sessions(
-        &self,
-        token_id: Uuid,
-        ended: bool,
-        page: PageRequest,
-    ) -> StoreResult<Vec<SessionRecord>> {
-        let sql = select_sessions!(
-            "WHERE s.access_token_id = $1 AND ($2 OR s.end_time IS NULL) \
-             AND ($3 IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4"
-        );
-        self.list_sessions(sql, token_id, ended, page).await
-    }
-
-    async fn insert_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
+    async fn insert_audit(&self, audit: &AuditEvent) -> StoreResult<()> {
         Self::commit(self.begin().await?, audit).await
     }
 
-    async fn list_audit(&self, f: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditRecord>> {
+    async fn list_audit(&self, f: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditEvent>> {
         let rows = sqlx::query(
             "SELECT * FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) \
              AND ($2 IS NULL OR actor_user_id = $2 OR subject_user_id = $2) \
