@@ -162,4 +162,26 @@ impl TestDb {
             }
         }
     }
+
+    /// Ends a session directly in the database, behind the service's back, at `end_time`.
+    pub async fn end_session_behind_the_back(&self, session_id: Uuid, end_time: DateTime<Utc>) {
+        let sql = "UPDATE sessions SET end_time = $1 WHERE session_id = $2";
+        let updated = match self.kind {
+            StoreKind::Postgres => sqlx::query(sql)
+                .bind(end_time)
+                .bind(session_id)
+                .execute(&mut self.pg().await)
+                .await
+                .unwrap()
+                .rows_affected(),
+            StoreKind::Sqlite => sqlx::query(sql)
+                .bind(end_time.timestamp_micros())
+                .bind(session_id)
+                .execute(&mut self.sqlite().await)
+                .await
+                .unwrap()
+                .rows_affected(),
+        };
+        assert_eq!(updated, 1, "the session exists");
+    }
 }
