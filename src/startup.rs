@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -14,11 +13,11 @@ use tonic_health::server::HealthReporter;
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{BootstrapRequest, Identity, Settings};
-use crate::grpc;
+use crate::core::{Identity, Settings};
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::{first_admin, grpc};
 
 /// How often the database is pinged to keep the health status true.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -79,7 +78,7 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         let identity = build_identity(&config, store, clock)?;
-        bootstrap_at_start(&identity, &config).await?;
+        first_admin::create_at_first_start(&identity, &config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -168,69 +167,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         // google.rpc error details, so that clients can decode ErrorInfo and BadRequest.
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-}
-
-/// Creates the first tenant and administrator on a first start: from the bootstrap variables when
-/// they are set; on the zero-setup embedded store, with a generated password.
-async fn bootstrap_at_start(identity: &Identity, config: &Config) -> anyhow::Result<()> {
-    let Some(request) = bootstrap_from_config(config)? else {
-        if config.database_url.is_none() {
-            bootstrap_generated(identity, config).await?;
-        }
-        return Ok(());
-    };
-    if identity
-        .bootstrap(&request)
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
-    {
-        tracing::info!(tenant = %request.tenant_name, user = %request.user_name, "created the first tenant and administrator");
-    }
-    Ok(())
-}
-
-/// Creates the first administrator with a generated password if the database has no tenant,
-/// and prints the credentials once, to standard output rather than to the logs.
-async fn bootstrap_generated(identity: &Identity, config: &Config) -> anyhow::Result<()> {
-    let password = crate::auth::generate_password();
-    let request = BootstrapRequest {
-        tenant_name: "Default".into(),
-        user_name: "admin".into(),
-        password: password.clone(),
-        email: String::new(),
-    };
-    if identity
-        .bootstrap(&request)
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
-    {
-        println!(
-            "identityd: created the first tenant \"Default\" and its administrator \"admin\" with the password {password}\n\
-             identityd: it is shown only this once. Log in with:\n  \
-             grpcurl -plaintext -d '{{\"user_name\": \"admin\", \"password\": \"{password}\"}}' {} identity.v1.LoginService/Login",
-            config.listen
-        );
-    }
-    Ok(())
-}
-
-fn bootstrap_from_config(config: &Config) -> anyhow::Result<Option<BootstrapRequest>> {
-    match (
-        &config.bootstrap_tenant,
-        &config.bootstrap_user,
-        &config.bootstrap_password,
-    ) {
-        (None, None, None) => Ok(None),
-        (Some(tenant), Some(user), Some(password)) => Ok(Some(BootstrapRequest {
-            tenant_name: tenant.clone(),
-            user_name: user.clone(),
-            password: password.expose_secret().to_owned(),
-            email: String::new(),
-        })),
-        _ => anyhow::bail!(
-            "to bootstrap, set all of IDENTITYD_BOOTSTRAP_TENANT, IDENTITYD_BOOTSTRAP_USER and IDENTITYD_BOOTSTRAP_PASSWORD"
-        ),
-    }
 }
 
 /// Keeps every service's health status in step with the database: SERVING while it answers,
