@@ -19,6 +19,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         session_tokens_are_stored_only_as_hashes,
         logins_and_failures_are_audited,
         expired_passwords_force_a_change,
+        an_empty_login_names_every_missing_field,
         oversized_requests_are_refused,
         unimplemented_calls_say_so,
     ]
@@ -260,6 +261,14 @@ async fn expired_passwords_force_a_change(env: TestEnv) {
         "16 days after the change, a 15-day policy forces a change"
     );
     assert!(app.validate(&login.session_token).await.is_force_change_password);
+    app.finish().await;
+}
+
+async fn an_empty_login_names_every_missing_field(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let status = app.login.clone().login(pb::LoginRequest::default()).await.unwrap_err();
+    assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["user_name", "password"]);
     app.finish().await;
 }
 
