@@ -10,7 +10,7 @@ mod profile;
 mod role;
 
 pub use field::{FieldViolation, check_description};
-pub use names::{AccessTokenName, ServiceAccountName, TenantName, UserName};
+pub use names::{AccessTokenName, ServiceAccountName, TenantName, UserName, name_key};
 pub use paging::{PageRequest, PageToken};
 pub use password::Password;
 pub use password_expiry::PasswordExpiry;

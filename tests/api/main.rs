@@ -18,6 +18,7 @@ mod admin;
 mod concurrency;
 mod health;
 mod login;
+mod names;
 mod sessions;
 mod startup;
 
@@ -45,6 +46,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("admin", admin::tests()),
         ("access_tokens", access_tokens::tests()),
         ("concurrency", concurrency::tests()),
+        ("names", names::tests()),
     ];
     match store {
         StoreKind::Postgres => {
