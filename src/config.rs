@@ -29,6 +29,11 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// SQLite only: how long a write waits for another process holding the database's write lock
+    /// before the call answers UNAVAILABLE. 0s: it does not wait.
+    #[arg(long, env = "IDENTITYD_SQLITE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub sqlite_busy_timeout: Duration,
+
     /// Absolute session lifetime, e.g. `12h`, `30m`, `7d`.
     #[arg(long, env = "IDENTITYD_SESSION_LIFETIME", default_value = "12h", value_parser = parse_duration)]
     pub session_lifetime: Duration,

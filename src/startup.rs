@@ -45,7 +45,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         store.migrate().await?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(&url, config.db_max_connections).await?;
+        let store = SqliteStore::open(&url, config.db_max_connections, config.sqlite_busy_timeout).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else {
@@ -143,6 +143,7 @@ impl Application {
         tracing::info!(address = %local_addr, "serving gRPC");
         let result = Server::builder()
             .timeout(config.request_timeout)
+            .layer(grpc::DecodeErrorLayer::new(config.max_request_bytes))
             .add_routes(grpc::routes(identity, config.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -4,6 +4,7 @@
 mod access_token;
 mod admin;
 mod convert;
+mod decode_errors;
 pub mod error;
 mod login;
 mod request;
@@ -12,6 +13,8 @@ mod session;
 use tonic::service::Routes;
 
 use crate::core::Identity;
+
+pub use decode_errors::DecodeErrorLayer;
 
 /// Code generated from `proto/identity/v1/`.
 pub mod pb {

@@ -22,9 +22,6 @@ use super::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How long a connection waits for another process's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -34,12 +31,13 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database a `sqlite://PATH` or `sqlite::memory:` URL names.
-    pub async fn open(url: &str, max_readers: u32) -> anyhow::Result<Self> {
+    /// `busy_timeout` is how long a connection waits for another process's write lock.
+    pub async fn open(url: &str, max_readers: u32, busy_timeout: Duration) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| "the database URL is not a valid sqlite:// URL")?
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(busy_timeout);
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives in its one connection: keep that connection forever and
             // let reads and writes share it.

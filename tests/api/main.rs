@@ -16,6 +16,7 @@ mod support;
 mod access_tokens;
 mod admin;
 mod concurrency;
+mod errors;
 mod health;
 mod login;
 mod names;
@@ -46,14 +47,19 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("admin", admin::tests()),
         ("access_tokens", access_tokens::tests()),
         ("concurrency", concurrency::tests()),
+        ("errors", errors::tests()),
         ("names", names::tests()),
     ];
     match store {
         StoreKind::Postgres => {
             modules.push(("health", health::postgres_tests()));
             modules.push(("access_tokens", access_tokens::postgres_tests()));
+            modules.push(("errors", errors::postgres_tests()));
         }
-        StoreKind::Sqlite => modules.push(("startup", startup::tests())),
+        StoreKind::Sqlite => {
+            modules.push(("startup", startup::tests()));
+            modules.push(("errors", errors::sqlite_tests()));
+        }
     }
     (named(modules), exclusive)
 }
