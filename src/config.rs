@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// After a shutdown signal, how long calls in flight may take to finish; streams (health
+    /// watches, reflection) still open then are cut, and the process exits.
+    #[arg(long, env = "IDENTITYD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub shutdown_grace: Duration,
+
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "IDENTITYD_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,

@@ -23,6 +23,9 @@ pub mod reason {
     pub const MALFORMED_MESSAGE: &str = "MALFORMED_MESSAGE";
     /// The request message is larger than the server accepts. RESOURCE_EXHAUSTED, not retryable.
     pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// The server is shutting down and ended the call at its drain deadline. UNAVAILABLE: call
+    /// again, and another instance will answer.
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
 }
 
 /// Maps a core error to a status with a `google.rpc.ErrorInfo` and, for bad input, a
@@ -92,5 +95,18 @@ pub fn message_too_large(max_bytes: usize) -> Status {
         Code::ResourceExhausted,
         format!("the request message is larger than the {max_bytes} bytes this server accepts"),
         [ErrorDetail::from(info)],
+    )
+}
+
+/// The status a call still open at the drain deadline ends with.
+pub fn shutting_down() -> Status {
+    let info = ErrorInfo::new(reason::SHUTTING_DOWN, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details_vec(
+        Code::Unavailable,
+        "the server is shutting down: call again",
+        [
+            ErrorDetail::from(info),
+            ErrorDetail::from(RetryInfo::new(Some(RETRY_DELAY))),
+        ],
     )
 }

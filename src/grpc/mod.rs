@@ -5,6 +5,7 @@ mod access_token;
 mod admin;
 mod convert;
 mod decode_errors;
+mod drain;
 pub mod error;
 mod login;
 mod request;
@@ -15,6 +16,7 @@ use tonic::service::Routes;
 use crate::core::Identity;
 
 pub use decode_errors::DecodeErrorLayer;
+pub use drain::{Cuttable, DrainDeadline, DrainLayer};
 
 /// Code generated from `proto/identity/v1/`.
 pub mod pb {

@@ -21,6 +21,7 @@ mod health;
 mod login;
 mod names;
 mod sessions;
+mod shutdown;
 mod startup;
 
 use std::future::Future;
@@ -49,12 +50,14 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("concurrency", concurrency::tests()),
         ("errors", errors::tests()),
         ("names", names::tests()),
+        ("shutdown", shutdown::tests()),
     ];
     match store {
         StoreKind::Postgres => {
             modules.push(("health", health::postgres_tests()));
             modules.push(("access_tokens", access_tokens::postgres_tests()));
             modules.push(("errors", errors::postgres_tests()));
+            modules.push(("shutdown", shutdown::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));

@@ -159,6 +159,13 @@ impl TestApp {
         )
     }
 
+    /// Tells the server to stop, without waiting for it; [`Self::stop`] waits.
+    pub fn request_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stops the server gracefully (in-flight calls finish, last-use times are written) and waits.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
