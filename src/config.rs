@@ -29,6 +29,11 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// SQLite only: how long a write waits for another process holding the database's write lock
+    /// before the call answers UNAVAILABLE. 0s: it does not wait.
+    #[arg(long, env = "IDENTITYD_SQLITE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub sqlite_busy_timeout: Duration,
+
     /// Absolute session lifetime, e.g. `12h`, `30m`, `7d`.
     #[arg(long, env = "IDENTITYD_SESSION_LIFETIME", default_value = "12h", value_parser = parse_duration)]
     pub session_lifetime: Duration,
@@ -79,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// After a shutdown signal, how long calls in flight may take to finish; streams (health
+    /// watches, reflection) still open then are cut, and the process exits.
+    #[arg(long, env = "IDENTITYD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub shutdown_grace: Duration,
+
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "IDENTITYD_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,
@@ -102,25 +112,23 @@ pub struct Config {
 
 impl Config {
     /// The configuration a test or an embedding program starts from: the defaults, a database URL,
-    /// and an OS-chosen port on loopback.
+    /// and an OS-chosen port on loopback. No `IDENTITYD_*` (or `DATABASE_URL`) variable of the
+    /// environment is read, so that what a test runs with does not depend on where it runs.
     pub fn for_database(database_url: &str) -> Self {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            config: Config,
-        }
-        let mut config = <Wrapper as clap::Parser>::parse_from([
+        let matches = Self::command_without_environment().get_matches_from([
             "identityd",
             "--database-url",
             database_url,
             "--listen",
             "127.0.0.1:0",
-        ])
-        .config;
-        config.bootstrap_tenant = None;
-        config.bootstrap_user = None;
-        config.bootstrap_password = None;
-        config
+        ]);
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches)
+            .unwrap_or_else(|e| panic!("the built-in configuration does not parse: {e}"))
+    }
+
+    /// The command line of [`Config`] with every argument's environment variable removed.
+    fn command_without_environment() -> clap::Command {
+        <Self as Args>::augment_args(clap::Command::new("identityd")).mut_args(|arg| arg.env(None))
     }
 
     /// The database URL in force: the one given, or the embedded SQLite file in the data directory.
@@ -192,5 +200,22 @@ mod tests {
         assert_eq!(parse_duration_or_zero("2s"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn the_configuration_for_a_database_reads_no_environment() {
+        let command = Config::command_without_environment();
+        let reading: Vec<_> = command
+            .get_arguments()
+            .filter(|arg| arg.get_env().is_some())
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+        assert!(
+            reading.is_empty(),
+            "arguments still reading the environment: {reading:?}"
+        );
+        // The real command line does read it: the test above would pass vacuously otherwise.
+        let real = <Config as Args>::augment_args(clap::Command::new("identityd"));
+        assert!(real.get_arguments().any(|arg| arg.get_env().is_some()));
     }
 }

@@ -15,6 +15,9 @@ pub mod config;
 pub mod core;
 /// Newtypes that parse input into values the core can trust, and the rules that need no I/O.
 pub mod domain;
+/// The first tenant and administrator at a first start: from the bootstrap settings, or with a
+/// generated password printed once.
+mod first_admin;
 /// The gRPC layer: generated code, services that translate to core calls, error mapping.
 pub mod grpc;
 /// The one place where the store, the core, the gRPC services, health, reflection and shutdown are wired.

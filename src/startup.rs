@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -14,17 +14,22 @@ use tonic_health::server::HealthReporter;
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{BootstrapRequest, Identity, Settings};
-use crate::grpc;
+use crate::core::{Identity, Settings};
+use crate::grpc::DrainDeadline;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::{first_admin, grpc};
 
 /// How often the database is pinged to keep the health status true.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How often the store is asked which sessions ended (on any instance), for the validation cache.
 const REVOCATION_POLL: Duration = Duration::from_millis(50);
+
+/// After the drain deadline, how long the calls told to end may take to be gone, before their
+/// connections are closed (and again, before the server stops without waiting for them).
+const END_WAIT: Duration = Duration::from_secs(2);
 
 /// Password-hashing memory (19 MiB per worker) is given back after this long without a hash.
 const HASH_MEMORY_IDLE: Duration = Duration::from_secs(10);
@@ -46,7 +51,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         store.migrate().await?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(&url, config.db_max_connections).await?;
+        let store = SqliteStore::open(&url, config.db_max_connections, config.sqlite_busy_timeout).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else {
@@ -79,7 +84,7 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         let identity = build_identity(&config, store, clock)?;
-        bootstrap_at_start(&identity, &config).await?;
+        first_admin::create_at_first_start(&identity, &config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -102,8 +107,9 @@ impl Application {
         &self.identity
     }
 
-    /// Serves until `shutdown` completes, then stops taking calls, lets those in flight finish, and
-    /// writes pending last-use times.
+    /// Serves until `shutdown` completes, then stops taking calls, reports NOT_SERVING, and lets the
+    /// calls in flight finish for up to the shutdown grace; the connections of calls still open
+    /// then (streams) are cut. Last, pending last-use times are written.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -113,7 +119,7 @@ impl Application {
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let store = identity.store().clone();
-        let health_task = tokio::spawn(watch_health(store, reporter));
+        let health_task = tokio::spawn(watch_health(store, reporter.clone()));
         let flusher = identity.clone();
         let revocation_task = tokio::spawn({
             let identity = identity.clone();
@@ -140,16 +146,55 @@ impl Application {
         // Both reflection versions, since clients still differ in which one they ask.
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Every connection and streaming response can be ended, for when the drain deadline passes.
+        let deadline = DrainDeadline::new();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true)).map({
+            let deadline = deadline.clone();
+            move |accepted| accepted.map(|tcp| deadline.connection(tcp))
+        });
+        let (drain, draining) = tokio::sync::oneshot::channel::<()>();
         tracing::info!(address = %local_addr, "serving gRPC");
-        let result = Server::builder()
+        let server = Server::builder()
             .timeout(config.request_timeout)
+            .layer(deadline.layer())
+            .layer(grpc::DecodeErrorLayer::new(config.max_request_bytes))
             .add_routes(grpc::routes(identity, config.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = draining.await;
+            });
+        let mut server = std::pin::pin!(server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                let grace = config.shutdown_grace;
+                tracing::info!(?grace, "shutdown requested: draining calls in flight");
+                // Health watchers learn first, so that load balancers stop sending calls here.
+                health_task.abort();
+                set_every_status(&reporter, ServingStatus::NotServing).await;
+                let _ = drain.send(());
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(?grace, "calls still open at the drain deadline: ending them");
+                        deadline.end_streams();
+                        match tokio::time::timeout(END_WAIT, &mut server).await {
+                            Ok(result) => result,
+                            Err(_) => {
+                                tracing::warn!("calls still open after being ended: closing their connections");
+                                deadline.cut_connections();
+                                tokio::time::timeout(END_WAIT, server).await.unwrap_or_else(|_| {
+                                    tracing::error!("connections still open after being closed; stopping without them");
+                                    Ok(())
+                                })
+                            }
+                        }
+                    }
+                }
+            }
+        };
         health_task.abort();
         flush_task.abort();
         revocation_task.abort();
@@ -170,69 +215,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// Creates the first tenant and administrator on a first start: from the bootstrap variables when
-/// they are set; on the zero-setup embedded store, with a generated password.
-async fn bootstrap_at_start(identity: &Identity, config: &Config) -> anyhow::Result<()> {
-    let Some(request) = bootstrap_from_config(config)? else {
-        if config.database_url.is_none() {
-            bootstrap_generated(identity, config).await?;
-        }
-        return Ok(());
-    };
-    if identity
-        .bootstrap(&request)
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
-    {
-        tracing::info!(tenant = %request.tenant_name, user = %request.user_name, "created the first tenant and administrator");
-    }
-    Ok(())
-}
-
-/// Creates the first administrator with a generated password if the database has no tenant,
-/// and prints the credentials once, to standard output rather than to the logs.
-async fn bootstrap_generated(identity: &Identity, config: &Config) -> anyhow::Result<()> {
-    let password = crate::auth::generate_password();
-    let request = BootstrapRequest {
-        tenant_name: "Default".into(),
-        user_name: "admin".into(),
-        password: password.clone(),
-        email: String::new(),
-    };
-    if identity
-        .bootstrap(&request)
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?
-    {
-        println!(
-            "identityd: created the first tenant \"Default\" and its administrator \"admin\" with the password {password}\n\
-             identityd: it is shown only this once. Log in with:\n  \
-             grpcurl -plaintext -d '{{\"user_name\": \"admin\", \"password\": \"{password}\"}}' {} identity.v1.LoginService/Login",
-            config.listen
-        );
-    }
-    Ok(())
-}
-
-fn bootstrap_from_config(config: &Config) -> anyhow::Result<Option<BootstrapRequest>> {
-    match (
-        &config.bootstrap_tenant,
-        &config.bootstrap_user,
-        &config.bootstrap_password,
-    ) {
-        (None, None, None) => Ok(None),
-        (Some(tenant), Some(user), Some(password)) => Ok(Some(BootstrapRequest {
-            tenant_name: tenant.clone(),
-            user_name: user.clone(),
-            password: password.expose_secret().to_owned(),
-            email: String::new(),
-        })),
-        _ => anyhow::bail!(
-            "to bootstrap, set all of IDENTITYD_BOOTSTRAP_TENANT, IDENTITYD_BOOTSTRAP_USER and IDENTITYD_BOOTSTRAP_PASSWORD"
-        ),
-    }
-}
-
 /// Keeps every service's health status in step with the database: SERVING while it answers,
 /// NOT_SERVING while it does not.
 async fn watch_health(store: Arc<dyn Store>, reporter: HealthReporter) {
@@ -248,11 +230,16 @@ async fn watch_health(store: Arc<dyn Store>, reporter: HealthReporter) {
             }
         };
         if last != Some(status) {
-            for service in grpc::SERVICE_NAMES.iter().chain(std::iter::once(&"")) {
-                reporter.set_service_status(*service, status).await;
-            }
+            set_every_status(&reporter, status).await;
             last = Some(status);
         }
+    }
+}
+
+/// Sets the health status of every service and of the server as a whole (the empty name).
+async fn set_every_status(reporter: &HealthReporter, status: ServingStatus) {
+    for service in grpc::SERVICE_NAMES.iter().chain(std::iter::once(&"")) {
+        reporter.set_service_status(*service, status).await;
     }
 }
 
@@ -276,5 +263,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown requested: draining calls in flight");
 }

@@ -50,11 +50,15 @@ impl Caller {
 impl Identity {
     /// Establishes the caller from the bearer credential. A missing one is MissingCredentials; a
     /// session token that is malformed, unknown, expired or ended is SessionInvalid; an access
-    /// token is checked by [`Self::use_access_token`].
+    /// token is checked by [`Self::use_access_token`], and one it calls InvalidCredentials (Login's
+    /// answer for a wrong password) is SessionInvalid here, as for any bad bearer.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
         let raw = bearer.ok_or(Error::MissingCredentials)?;
         if AccessTokenSecret::looks_like(raw) {
-            let lookup = self.use_access_token(raw).await?;
+            let lookup = self.use_access_token(raw).await.map_err(|e| match e {
+                Error::InvalidCredentials => Error::SessionInvalid,
+                other => other,
+            })?;
             return Ok(Caller {
                 session_id: None,
                 access_token_id: Some(lookup.token_id),

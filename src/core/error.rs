@@ -7,6 +7,7 @@ pub mod reason {
     pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
     pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
     pub const MISSING_CREDENTIALS: &str = "MISSING_CREDENTIALS";
+    pub const AMBIGUOUS_CREDENTIALS: &str = "AMBIGUOUS_CREDENTIALS";
     pub const SESSION_INVALID: &str = "SESSION_INVALID";
     pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
     pub const TOKEN_REVOKED: &str = "TOKEN_REVOKED";
@@ -36,9 +37,21 @@ pub enum Error {
     #[error("the user name or password is incorrect")]
     InvalidCredentials,
     /// The call needs `authorization: Bearer <session token>` metadata and has none.
+    /// UNAUTHENTICATED, `MISSING_CREDENTIALS`.
     #[error("this call needs `authorization: Bearer <session token>` metadata")]
     MissingCredentials,
-    /// The bearer session is unknown, expired or ended. UNAUTHENTICATED, `SESSION_INVALID`.
+    /// The `authorization` metadata is not `Bearer <token>` (another scheme, no token, not text).
+    /// UNAUTHENTICATED, `MISSING_CREDENTIALS`: no credential this server reads was given.
+    #[error(
+        "the `authorization` metadata must be `Bearer <token>`, the token being a session token or a user access token"
+    )]
+    MalformedCredentials,
+    /// The call carries more than one `authorization` metadata entry, so which caller it is would be
+    /// a guess. UNAUTHENTICATED, `AMBIGUOUS_CREDENTIALS`.
+    #[error("the call carries more than one `authorization` metadata entry: send exactly one")]
+    AmbiguousCredentials,
+    /// The bearer credential is unknown, malformed, expired or ended (a session token), or unknown,
+    /// malformed or its user's disabled (a user access token). UNAUTHENTICATED, `SESSION_INVALID`.
     #[error("the session is not valid: log in again")]
     SessionInvalid,
     /// The user access token is past its expiry. UNAUTHENTICATED, `TOKEN_EXPIRED`.
@@ -107,7 +120,8 @@ impl Error {
         match self {
             Self::InvalidArgument(_) => reason::INVALID_ARGUMENT,
             Self::InvalidCredentials => reason::INVALID_CREDENTIALS,
-            Self::MissingCredentials => reason::MISSING_CREDENTIALS,
+            Self::MissingCredentials | Self::MalformedCredentials => reason::MISSING_CREDENTIALS,
+            Self::AmbiguousCredentials => reason::AMBIGUOUS_CREDENTIALS,
             Self::SessionInvalid => reason::SESSION_INVALID,
             Self::TokenExpired => reason::TOKEN_EXPIRED,
             Self::TokenRevoked => reason::TOKEN_REVOKED,

@@ -32,8 +32,18 @@ impl Identity {
         password: &str,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
-        let name = UserName::parse("user_name", user_name)?;
-        let password = Password::for_login("password", password)?;
+        let (name, password) = match (
+            UserName::parse("user_name", user_name),
+            Password::for_login("password", password),
+        ) {
+            (Ok(name), Ok(password)) => (name, password),
+            // Every bad field at once, as CreateUser does.
+            (name, password) => {
+                return Err(Error::InvalidArgument(
+                    name.err().into_iter().chain(password.err()).collect(),
+                ));
+            }
+        };
         let user = self.store.find_user_by_name(&name.key()).await?;
         let usable = user.as_ref().filter(|u| !u.disabled);
         let verified = self

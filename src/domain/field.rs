@@ -1,3 +1,6 @@
+use icu_properties::CodePointMapData;
+use icu_properties::props::GeneralCategory;
+
 /// One field of a request that breaks a rule, with a message that says how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -16,7 +19,28 @@ impl FieldViolation {
     }
 }
 
-/// Checks the rules every short free-text field shares: a length cap and no control characters.
+/// Descriptions are free text up to this many characters.
+const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// The Unicode general category of a character.
+pub(crate) fn general_category(c: char) -> GeneralCategory {
+    CodePointMapData::<GeneralCategory>::new().get(c)
+}
+
+/// Control (Cc) and format (Cf) characters: invisible, or able to change how the text around them is
+/// shown (zero-width spaces and joiners, bidirectional overrides, soft hyphens), so that two names
+/// that look alike could differ, or a name could disguise what follows it in a log line or a list.
+pub(crate) fn is_control_or_format(c: char) -> bool {
+    matches!(general_category(c), GeneralCategory::Control | GeneralCategory::Format)
+}
+
+/// The message for a refused character, naming it by code point, since it may not show.
+pub(crate) fn refused_character(kind: &str, c: char) -> String {
+    format!("must not contain {kind} characters such as U+{:04X}", u32::from(c))
+}
+
+/// Checks the rules every short free-text field shares: a length cap and no control or format
+/// characters.
 pub(crate) fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), FieldViolation> {
     if value.chars().count() > max_chars {
         return Err(FieldViolation::new(
@@ -24,16 +48,60 @@ pub(crate) fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(
             format!("must be at most {max_chars} characters"),
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(FieldViolation::new(field, "must not contain control characters"));
+    if let Some(c) = value.chars().find(|c| is_control_or_format(*c)) {
+        return Err(FieldViolation::new(field, refused_character("control or format", c)));
     }
     Ok(())
 }
 
-/// Descriptions are free text up to 1000 characters.
+/// Descriptions are free text up to 1000 characters. Line breaks and tabs are kept, since free text
+/// is written in lines; every other control character and every format character is refused, as
+/// in names.
 pub fn check_description(field: &str, value: &str) -> Result<(), FieldViolation> {
-    if value.chars().count() > 1000 {
-        return Err(FieldViolation::new(field, "must be at most 1000 characters"));
+    if value.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    let layout = |c: char| matches!(c, '\n' | '\r' | '\t');
+    if let Some(c) = value.chars().find(|c| !layout(*c) && is_control_or_format(*c)) {
+        return Err(FieldViolation::new(
+            field,
+            refused_character("control (other than line breaks and tabs) or format", c),
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_refuses_control_and_format_characters() {
+        for bad in [
+            "a\u{0}b",
+            "a\nb",
+            "a\u{200b}b",
+            "a\u{202e}b",
+            "a\u{ad}b",
+            "a\u{2066}b",
+            "a\u{feff}b",
+        ] {
+            assert!(check_text("f", bad, 100).is_err(), "{bad:?}");
+        }
+        assert!(check_text("f", "Zoë Ångström-O'Brien", 100).is_ok());
+        let refused = check_text("f", "a\u{200b}b", 100).unwrap_err();
+        assert!(refused.message.contains("U+200B"), "{}", refused.message);
+    }
+
+    #[test]
+    fn descriptions_keep_line_breaks_and_tabs_only() {
+        assert!(check_description("d", "first line\r\nsecond\tline\n").is_ok());
+        for bad in ["a\u{0}b", "a\u{1b}[31mred", "a\u{202e}b", "a\u{200d}b"] {
+            assert!(check_description("d", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_description("d", &"x".repeat(1001)).is_err());
+    }
 }

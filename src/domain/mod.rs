@@ -15,7 +15,7 @@ mod session_kind;
 pub use audit_event::AuditEvent;
 pub use audit_filter::AuditFilter;
 pub use field::{FieldViolation, check_description};
-pub use names::{AccessTokenName, ServiceAccountName, TenantName, UserName};
+pub use names::{AccessTokenName, ServiceAccountName, TenantName, UserName, name_key};
 pub use paging::{PageRequest, PageToken};
 pub use password::Password;
 pub use password_expiry::PasswordExpiry;

@@ -4,6 +4,8 @@
 mod access_token;
 mod admin;
 mod convert;
+mod decode_errors;
+mod drain;
 pub mod error;
 mod login;
 mod request;
@@ -12,6 +14,9 @@ mod session;
 use tonic::service::Routes;
 
 use crate::core::Identity;
+
+pub use decode_errors::DecodeErrorLayer;
+pub use drain::{Cuttable, DrainDeadline, DrainLayer};
 
 /// Code generated from `proto/identity/v1/`.
 pub mod pb {

@@ -5,11 +5,26 @@ use uuid::Uuid;
 
 use crate::core::{Caller, Error, Identity, RequestMeta};
 
-/// The token in `authorization: Bearer <token>`, if the request carries one.
-pub fn bearer<T>(request: &Request<T>) -> Option<&str> {
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// The token in `authorization: Bearer <token>` (the scheme in any case), or `None` when the request
+/// carries no `authorization` metadata. Two `authorization` entries are refused rather than one
+/// picked, and an entry that is not `Bearer` and a token is refused with what is expected.
+pub fn bearer<T>(request: &Request<T>) -> Result<Option<&str>, Error> {
+    let mut values = request.metadata().get_all("authorization").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Error::AmbiguousCredentials);
+    }
+    value
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .map(Some)
+        .ok_or(Error::MalformedCredentials)
 }
 
 pub fn meta<T>(request: &Request<T>) -> RequestMeta {
@@ -20,7 +35,7 @@ pub fn meta<T>(request: &Request<T>) -> RequestMeta {
 
 /// Authenticates the caller and splits the request into caller, metadata and message.
 pub async fn authenticated<T>(identity: &Identity, request: Request<T>) -> Result<(Caller, RequestMeta, T), Error> {
-    let caller = identity.authenticate(bearer(&request)).await?;
+    let caller = identity.authenticate(bearer(&request)?).await?;
     let meta = meta(&request);
     Ok((caller, meta, request.into_inner()))
 }

@@ -4,7 +4,7 @@ pub enum StoreError {
     /// A unique index refused the row; `field` names the request field that holds the duplicate.
     #[error("unique violation on {field}")]
     UniqueViolation { field: &'static str },
-    /// The database could not be reached (connection refused, pool timed out, I/O).
+    /// The database cannot serve right now (connection refused, pool timed out, I/O, SQLite busy).
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// Anything else: a bug or a broken database.
@@ -20,12 +20,24 @@ impl StoreError {
             sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_sqlstate(&c)) => {
                 Self::Unavailable(e.into())
             }
+            sqlx::Error::Database(db) if is_sqlite_busy(db.as_ref()) => Self::Unavailable(e.into()),
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
                 Self::Unavailable(e.into())
             }
             _ => Self::Other(e.into()),
         }
     }
+}
+
+/// SQLite's SQLITE_BUSY (another connection held the write lock for longer than the busy timeout)
+/// and SQLITE_LOCKED (a conflicting lock in the same process), with any extended code: the write
+/// may well succeed when tried again, so the caller is told to retry rather than of a fault.
+fn is_sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    const SQLITE_LOCKED: i32 = 6;
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .and_then(|e| sqlx::error::DatabaseError::code(e)?.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
 }
 
 /// SQLSTATEs that mean "the database cannot serve right now", not "this query is wrong":

@@ -23,9 +23,6 @@ use super::{SqlStore, StoreError, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How long a connection waits for another process's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The SQLite-backed store.
 pub type SqliteStore = SqlStore<Sqlite>;
 
@@ -66,12 +63,13 @@ impl Dialect for Sqlite {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database a `sqlite://PATH` or `sqlite::memory:` URL names.
-    pub async fn open(url: &str, max_readers: u32) -> anyhow::Result<Self> {
+    /// A connection waits up to `busy_timeout` for another process's write lock before giving up.
+    pub async fn open(url: &str, max_readers: u32, busy_timeout: Duration) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| "the database URL is not a valid sqlite:// URL")?
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(busy_timeout);
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives in its one connection: keep that connection forever and
             // let reads and writes share it.

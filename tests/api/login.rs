@@ -19,7 +19,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         session_tokens_are_stored_only_as_hashes,
         logins_and_failures_are_audited,
         expired_passwords_force_a_change,
-        oversized_requests_are_refused,
+        an_empty_login_names_every_missing_field,
         unimplemented_calls_say_so,
     ]
 }
@@ -263,10 +263,11 @@ async fn expired_passwords_force_a_change(env: TestEnv) {
     app.finish().await;
 }
 
-async fn oversized_requests_are_refused(env: TestEnv) {
+async fn an_empty_login_names_every_missing_field(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
-    let status = app.login(ADMIN_USER, &"x".repeat(100 * 1024)).await.unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let status = app.login.clone().login(pb::LoginRequest::default()).await.unwrap_err();
+    assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["user_name", "password"]);
     app.finish().await;
 }
 

@@ -17,11 +17,14 @@ mod access_tokens;
 mod admin;
 mod authorization;
 mod concurrency;
+mod errors;
 mod health;
 mod login;
+mod names;
 mod races;
 mod roles;
 mod sessions;
+mod shutdown;
 mod startup;
 
 use std::future::Future;
@@ -51,14 +54,20 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("races", races::tests()),
         ("roles", roles::tests()),
         ("concurrency", concurrency::tests()),
+        ("errors", errors::tests()),
+        ("names", names::tests()),
+        ("shutdown", shutdown::tests()),
     ];
     match store {
         StoreKind::Postgres => {
             modules.push(("health", health::postgres_tests()));
             modules.push(("access_tokens", access_tokens::postgres_tests()));
+            modules.push(("errors", errors::postgres_tests()));
+            modules.push(("shutdown", shutdown::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));
+            modules.push(("errors", errors::sqlite_tests()));
             modules.push(("health", health::sqlite_tests()));
         }
     }

@@ -15,6 +15,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         logout_ends_the_session,
         logout_of_someone_elses_session_is_not_found,
         users_list_and_revoke_their_own_sessions,
+        validations_are_answered_from_the_cache,
         cached_validations_see_local_revocations_at_once,
         revocations_on_one_instance_reach_another_through_the_store,
     ]
@@ -317,6 +318,36 @@ async fn users_list_and_revoke_their_own_sessions(env: TestEnv) {
     assert!(!app.validate(&c.session_token).await.valid);
     assert!(app.validate(&a.session_token).await.valid);
     app.finish().await;
+}
+
+/// Validates a session, ends it in the database behind the service's back (too long ago for the
+/// revocation poll to see), and validates it again: only a cached answer can still say valid.
+async fn validity_after_an_unseen_ending(app: &TestApp) -> bool {
+    // A poll now, so that the cache is trusted (it is not before the first poll) and the
+    // validation below is kept.
+    app.identity.poll_revocations().await;
+    let login = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
+    assert!(app.validate(&login.session_token).await.valid);
+    let session_id = login.session.unwrap().session_id.parse().unwrap();
+    let long_ago = app.clock_now() - Duration::days(1);
+    app.db.end_session_behind_the_back(session_id, long_ago).await;
+    app.validate(&login.session_token).await.valid
+}
+
+async fn validations_are_answered_from_the_cache(env: TestEnv) {
+    let hour = std::time::Duration::from_secs(3600);
+    let cached = TestApp::spawn_with(&env, |c| c.validation_cache_ttl = hour).await;
+    assert!(
+        validity_after_an_unseen_ending(&cached).await,
+        "answered from memory, not from the store"
+    );
+    cached.finish().await;
+    let uncached = TestApp::spawn_with(&env, |c| c.validation_cache_ttl = std::time::Duration::ZERO).await;
+    assert!(
+        !validity_after_an_unseen_ending(&uncached).await,
+        "without the cache every validation reads the store"
+    );
+    uncached.finish().await;
 }
 
 async fn cached_validations_see_local_revocations_at_once(env: TestEnv) {

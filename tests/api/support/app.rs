@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use identityd::clock::ManualClock;
 use identityd::config::Config;
-use identityd::core::BootstrapRequest;
+use identityd::core::{BootstrapRequest, Identity};
 use identityd::grpc::pb;
 use identityd::grpc::pb::access_token_service_client::AccessTokenServiceClient;
 use identityd::grpc::pb::admin_service_client::AdminServiceClient;
@@ -43,6 +43,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// The configuration the server was built from; a restart reuses it.
     pub config: Config,
+    /// The running server's core, to drive its background work (the revocation poll) from a test.
+    pub identity: Identity,
     /// The bootstrap administrator's session token, tenant and id.
     pub admin_token: String,
     pub admin_tenant_id: String,
@@ -94,6 +96,7 @@ impl TestApp {
             email: ADMIN_USER.into(),
         };
         assert!(app.identity().bootstrap(&bootstrap).await.expect("bootstrap"));
+        let identity = app.identity().clone();
         let (channel, shutdown, server) = serve(app).await;
         let mut app = TestApp {
             clock,
@@ -106,6 +109,7 @@ impl TestApp {
                 url: database_url,
             },
             config,
+            identity,
             admin_token: String::new(),
             admin_tenant_id: String::new(),
             admin_user_id: String::new(),
@@ -129,6 +133,7 @@ impl TestApp {
         let app = Application::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
             .await
             .expect("rebuild the application");
+        self.identity = app.identity().clone();
         let (channel, shutdown, server) = serve(app).await;
         self.login = LoginServiceClient::new(channel.clone());
         self.sessions = SessionServiceClient::new(channel.clone());
@@ -152,6 +157,13 @@ impl TestApp {
                 server: Some(server),
             },
         )
+    }
+
+    /// Tells the server to stop, without waiting for it; [`Self::stop`] waits.
+    pub fn request_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 
     /// Stops the server gracefully (in-flight calls finish, last-use times are written) and waits.

@@ -162,4 +162,87 @@ impl TestDb {
             }
         }
     }
+
+    /// Ends a session directly in the database, behind the service's back, at `end_time`.
+    pub async fn end_session_behind_the_back(&self, session_id: Uuid, end_time: DateTime<Utc>) {
+        let sql = "UPDATE sessions SET end_time = $1 WHERE session_id = $2";
+        let updated = match self.kind {
+            StoreKind::Postgres => sqlx::query(sql)
+                .bind(end_time)
+                .bind(session_id)
+                .execute(&mut self.pg().await)
+                .await
+                .unwrap()
+                .rows_affected(),
+            StoreKind::Sqlite => sqlx::query(sql)
+                .bind(end_time.timestamp_micros())
+                .bind(session_id)
+                .execute(&mut self.sqlite().await)
+                .await
+                .unwrap()
+                .rows_affected(),
+        };
+        assert_eq!(updated, 1, "the session exists");
+    }
+
+    /// Takes SQLite's write lock on another connection, as a second process writing would, and
+    /// holds it until [`HeldLock::release`].
+    pub async fn hold_sqlite_write_lock(&self) -> HeldLock {
+        assert_eq!(self.kind, StoreKind::Sqlite);
+        let mut connection = self.sqlite().await;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut connection).await.unwrap();
+        HeldLock::Sqlite(connection)
+    }
+
+    /// Locks a Postgres table against every use (reads included) on another connection, until
+    /// [`HeldLock::release`].
+    pub async fn lock_postgres_table(&self, table: &str) -> HeldLock {
+        assert_eq!(self.kind, StoreKind::Postgres);
+        let mut connection = self.pg().await;
+        sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+        let lock = sqlx::AssertSqlSafe(format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"));
+        sqlx::query(lock).execute(&mut connection).await.unwrap();
+        HeldLock::Postgres(connection)
+    }
+
+    /// Waits until `count` connections of the service wait on a lock in this Postgres database:
+    /// proof that the calls behind them have reached the server.
+    pub async fn wait_for_lock_waiters(&self, count: i64) {
+        assert_eq!(self.kind, StoreKind::Postgres);
+        let mut connection = self.pg().await;
+        let sql = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let wait = async {
+            while sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap()
+                < count
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .expect("the calls never reached the database");
+    }
+}
+
+/// A lock a test holds on its database from its own connection.
+pub enum HeldLock {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl HeldLock {
+    pub async fn release(self) {
+        match self {
+            HeldLock::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+            HeldLock::Postgres(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+        }
+    }
 }
