@@ -42,25 +42,36 @@ pub struct Application {
     config: Config,
 }
 
-/// Opens the store a configuration names and applies its migrations. The URL's scheme picks the
-/// store: `postgres://` (or `postgresql://`), `sqlite://PATH` or `sqlite::memory:`.
+/// Opens the store a configuration names, applies its migrations and computes name keys again if
+/// a migration asks for it. The URL's scheme picks the store: `postgres://` (or `postgresql://`),
+/// `sqlite://PATH` or `sqlite::memory:`.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.effective_database_url();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::connect_lazy(&url, config.db_max_connections)?;
         store.migrate().await?;
-        Ok(Arc::new(store))
+        Arc::new(store)
     } else if url.starts_with("sqlite:") {
         let store = SqliteStore::open(&url, config.db_max_connections, config.sqlite_busy_timeout).await?;
         store.migrate().await?;
-        Ok(Arc::new(store))
+        Arc::new(store)
     } else {
         // Only the scheme is named: the rest of a URL may hold a password.
         let scheme = url.split(':').next().unwrap_or_default();
         anyhow::bail!(
             "unsupported database URL scheme {scheme:?}: use postgres://USER@HOST/DB, sqlite://PATH or sqlite::memory:"
         )
+    };
+    match store.rekey_names(crate::domain::name_key).await {
+        Ok(0) => {}
+        Ok(changed) => tracing::info!(changed, "stored name keys computed again under the current name rules"),
+        Err(crate::store::StoreError::UniqueViolation { field }) => anyhow::bail!(
+            "two stored values of {field} are now the same name (they differ only in case, width or \
+             invisible characters); rename one with the previous version of identityd, then start again"
+        ),
+        Err(e) => return Err(anyhow::Error::new(e).context("computing stored name keys again")),
     }
+    Ok(store)
 }
 
 /// Builds the core from a configuration and an opened store.

@@ -62,6 +62,7 @@ pub trait Dialect:
     + Reads<AuditEvent>
     + Reads<(i64,)>
     + Reads<(Uuid,)>
+    + Reads<(Uuid, String, String)>
 {
     /// The statement that opens a write transaction.
     const BEGIN_WRITE: &'static str;

@@ -38,6 +38,11 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database is reachable and can be written.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Computes every stored name key again with `key`, if a migration asked for it, in one
+    /// transaction; returns how many keys changed. Two names that now share a key fail it with a
+    /// unique violation, changing nothing.
+    async fn rekey_names(&self, key: for<'a> fn(&'a str) -> String) -> StoreResult<u64>;
+
     /// Creates the first tenant and its administrator if no tenant exists yet; returns whether it did.
     async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditEvent) -> StoreResult<bool>;
 

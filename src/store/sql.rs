@@ -68,6 +68,31 @@ macro_rules! select_sessions {
     };
 }
 
+/// The names whose keys [`Store::rekey_names`] computes again: how to read each with its id and
+/// key, how to write its key, and the request field a clash is reported against.
+const KEYED_NAMES: [(&str, &str, &str); 4] = [
+    (
+        "SELECT tenant_id, name, name_key FROM tenants",
+        "UPDATE tenants SET name_key = $2 WHERE tenant_id = $1",
+        "tenant.name",
+    ),
+    (
+        "SELECT user_id, user_name, user_name_key FROM users",
+        "UPDATE users SET user_name_key = $2 WHERE user_id = $1",
+        "user.user_name",
+    ),
+    (
+        "SELECT service_account_id, name, name_key FROM service_accounts",
+        "UPDATE service_accounts SET name_key = $2 WHERE service_account_id = $1",
+        "name",
+    ),
+    (
+        "SELECT token_id, name, name_key FROM user_access_tokens",
+        "UPDATE user_access_tokens SET name_key = $2 WHERE token_id = $1",
+        "user_access_token_name",
+    ),
+];
+
 /// Reports a unique violation against the request field that holds the duplicate.
 fn unique(field: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::from_sqlx(e, field)
@@ -293,6 +318,28 @@ where
         }
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    async fn rekey_names(&self, key: for<'a> fn(&'a str) -> String) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        if Self::count(&mut tx, sqlx::query("SELECT count(*) FROM pending_rekeys")).await? == 0 {
+            return Ok(0);
+        }
+        let mut changed = 0;
+        for (select, update, field) in KEYED_NAMES {
+            let rows = sqlx::query(select).fetch_all(&mut *tx).await?;
+            for (id, name, old) in Self::all::<(Uuid, String, String)>(rows)? {
+                let new = key(&name);
+                if new != old {
+                    let write = sqlx::query(update).arg(id).arg(new.as_str()).execute(&mut *tx);
+                    write.await.map_err(unique(field))?;
+                    changed += 1;
+                }
+            }
+        }
+        sqlx::query("DELETE FROM pending_rekeys").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn bootstrap(&self, tenant: &TenantRecord, admin: &UserRecord, audit: &AuditEvent) -> StoreResult<bool> {

@@ -13,6 +13,8 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         invisible_characters_in_user_names_are_refused,
         login_matches_other_widths_and_cases_of_a_name,
         bidirectional_overrides_are_refused_in_names_and_descriptions,
+        keys_stored_under_earlier_rules_are_computed_again_at_start,
+        names_that_became_one_name_stop_the_start,
     ]
 }
 
@@ -115,5 +117,54 @@ async fn bidirectional_overrides_are_refused_in_names_and_descriptions(env: Test
     token("ci", "deploys\n\tthe site")
         .await
         .expect("a description keeps its lines and tabs");
+    app.finish().await;
+}
+
+/// Marks the stored keys as computed by an earlier rule, as the migration that changes the rule does.
+async fn mark_keys_stale(app: &TestApp) {
+    app.db
+        .execute(
+            "INSERT INTO pending_rekeys (key_function) VALUES ('nfkc_casefold')",
+            &[],
+        )
+        .await;
+}
+
+async fn keys_stored_under_earlier_rules_are_computed_again_at_start(env: TestEnv) {
+    let mut app = TestApp::spawn(&env).await;
+    create_user(&app, "Straße@example.com").await.unwrap();
+    // As the earlier rule (lower case) keyed it: "STRASSE" would not find it.
+    let sql = "UPDATE users SET user_name_key = $1 WHERE user_name = $2";
+    app.db.execute(sql, &["straße@example.com", "Straße@example.com"]).await;
+    mark_keys_stale(&app).await;
+    let before = app
+        .login("STRASSE@example.com", "a long enough password")
+        .await
+        .unwrap_err();
+    assert_error(&before, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    app.restart().await;
+    app.login_ok("STRASSE@example.com", "a long enough password").await;
+    app.login_ok("straße@example.com", "a long enough password").await;
+    assert_eq!(app.db.count("pending_rekeys").await, 0, "done once");
+    app.finish().await;
+}
+
+async fn names_that_became_one_name_stop_the_start(env: TestEnv) {
+    let mut app = TestApp::spawn(&env).await;
+    create_user(&app, "admin2@example.com").await.unwrap();
+    create_user(&app, "other@example.com").await.unwrap();
+    // A name the earlier rule told apart from "admin2" (fullwidth letters), stored as it kept it.
+    let sql = "UPDATE users SET user_name = $1, user_name_key = $1 WHERE user_name = $2";
+    app.db
+        .execute(sql, &["ａｄｍｉｎ２@example.com", "other@example.com"])
+        .await;
+    mark_keys_stale(&app).await;
+    app.stop().await;
+    let error = identityd::startup::Application::build(app.config.clone())
+        .await
+        .err()
+        .expect("the start is refused");
+    assert!(format!("{error:#}").contains("user.user_name"), "{error:#}");
+    assert_eq!(app.db.count("pending_rekeys").await, 1, "nothing was changed");
     app.finish().await;
 }

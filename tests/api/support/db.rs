@@ -163,6 +163,26 @@ impl TestDb {
         }
     }
 
+    /// Runs a statement of text parameters directly on the database, behind the service's back.
+    pub async fn execute(&self, sql: &'static str, params: &[&str]) {
+        match self.kind {
+            StoreKind::Postgres => {
+                let mut query = sqlx::query(sql);
+                for p in params {
+                    query = query.bind(*p);
+                }
+                query.execute(&mut self.pg().await).await.unwrap();
+            }
+            StoreKind::Sqlite => {
+                let mut query = sqlx::query(sql);
+                for p in params {
+                    query = query.bind(*p);
+                }
+                query.execute(&mut self.sqlite().await).await.unwrap();
+            }
+        }
+    }
+
     /// Ends a session directly in the database, behind the service's back, at `end_time`.
     pub async fn end_session_behind_the_back(&self, session_id: Uuid, end_time: DateTime<Utc>) {
         let sql = "UPDATE sessions SET end_time = $1 WHERE session_id = $2";
