@@ -76,6 +76,16 @@ async fn revoke(app: &TestApp, token: &str, name: &str) -> Result<(), tonic::Sta
         .map(|_| ())
 }
 
+async fn rotate(app: &TestApp, token: &str, name: &str) -> Result<pb::RotateUserAccessTokenResponse, tonic::Status> {
+    let request = pb::RotateUserAccessTokenRequest {
+        user_access_token_name: name.into(),
+    };
+    app.tokens()
+        .rotate_user_access_token(bearer(request, token))
+        .await
+        .map(|r| r.into_inner())
+}
+
 async fn a_created_token_is_shown_once_and_stored_only_as_a_hash(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let created = create(&app, &app.admin_token, "ci", Some(30)).await.unwrap();
@@ -232,15 +242,7 @@ async fn revoking_a_token_ends_its_sessions(env: TestEnv) {
 async fn rotation_replaces_the_secret(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let created = create(&app, &app.admin_token, "ci", Some(10)).await.unwrap();
-    let request = pb::RotateUserAccessTokenRequest {
-        user_access_token_name: "ci".into(),
-    };
-    let rotated = app
-        .tokens()
-        .rotate_user_access_token(bearer(request, &app.admin_token))
-        .await
-        .unwrap()
-        .into_inner();
+    let rotated = rotate(&app, &app.admin_token, "ci").await.unwrap();
     assert_ne!(rotated.token, created.token);
     let (before, after) = (created.user_access_token.unwrap(), rotated.user_access_token.unwrap());
     assert_eq!(
@@ -648,15 +650,7 @@ async fn rotation_ends_the_sessions_opened_with_the_token(env: TestEnv) {
     let secret = create(&app, &app.admin_token, "ci", None).await.unwrap().token;
     let opened = token_login(&app, &secret).await.unwrap().session_token;
     assert!(app.validate(&opened).await.valid);
-    let request = pb::RotateUserAccessTokenRequest {
-        user_access_token_name: "ci".into(),
-    };
-    let rotated = app
-        .tokens()
-        .rotate_user_access_token(bearer(request, &app.admin_token))
-        .await
-        .unwrap()
-        .into_inner();
+    let rotated = rotate(&app, &app.admin_token, "ci").await.unwrap();
     assert!(
         !app.validate(&opened).await.valid,
         "a session opened with the rotated-out secret ends with it"
