@@ -2,7 +2,7 @@
 """Reproduces the table in BENCHMARKS.md: every figure is a ratio to a ceiling measured in the
 same run, on the same machine, against a release build on loopback.
 
-    python3 bench/run.py [--stores postgres,sqlite] [--duration 10s] [--postgres URL]
+    python3 bench/run.py [--stores postgres,sqlite] [--duration 10s] [--postgres URL] [--bin-dir DIR]
 
 Postgres: a fresh database is created on the server --postgres names (default: the local one)
 and dropped at the end. SQLite: a fresh file in a temporary directory.
@@ -20,6 +20,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "target/release/identityd")
 LOAD = os.path.join(ROOT, "target/release/identityd-load")
+# Seeds with the load generator of the build being measured: it writes that build's schema.
+SEED = LOAD
 ADMIN, PASSWORD = "bench-admin", "bench-admin-password"
 
 
@@ -72,12 +74,38 @@ def run(server, scenario, duration, *extra):
                 "--warmup", "2s", "--user", ADMIN, *extra)
 
 
+def use_binaries(bin_dir, load_dir=None):
+    """Points the driver at the identityd binary in `bin_dir`, and the identityd-load that drives
+    it in `load_dir` (default: the same directory). Seeding always uses `bin_dir`'s own."""
+    global SERVER, LOAD, SEED
+    SERVER = os.path.join(bin_dir, "identityd")
+    SEED = os.path.join(bin_dir, "identityd-load")
+    LOAD = os.path.join(load_dir or bin_dir, "identityd-load")
+
+
+def bench_database(store, postgres, duration, tmp):
+    """Runs bench_store on a fresh database of `store` and removes it afterwards."""
+    if store != "postgres":
+        return bench_store(store, f"sqlite://{tmp}/bench-{os.getpid()}-{time.time_ns()}.db", duration, tmp,
+                           "sqlite::memory:")
+    name = f"identityd_bench_{os.getpid()}_{time.time_ns()}"
+    admin = f"{postgres}/postgres"
+    startup_name = name + "_startup"
+    for db in (name, startup_name):
+        subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {db}"], check=True)
+    try:
+        return bench_store(store, f"{postgres}/{name}", duration, tmp, f"{postgres}/{startup_name}")
+    finally:
+        for db in (name, startup_name):
+            subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
+
+
 def bench_store(store, url, duration, tmp, startup_url):
     print(f"== {store}", flush=True)
     tokens = os.path.join(tmp, f"{store}-tokens.txt")
     # The server starts first, so that its first start creates the bench administrator.
     server = Server(url)
-    subprocess.run([LOAD, "seed", "--database-url", url, "--users", "1000", "--sessions", "10000",
+    subprocess.run([SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "10000",
                     "--tokens-out", tokens, "--keep-tokens", "10000"], check=True)
     rows = {}
     try:
@@ -117,7 +145,7 @@ def bench_store(store, url, duration, tmp, startup_url):
         server = Server(url, IDENTITYD_VALIDATION_CACHE_TTL="0s")
         small = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
         server.stop()
-        subprocess.run([LOAD, "seed", "--database-url", url, "--users", "1000", "--sessions", "990000"], check=True)
+        subprocess.run([SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "990000"], check=True)
         server = Server(url, IDENTITYD_VALIDATION_CACHE_TTL="0s")
         large = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
         rows["p50_1m_vs_10k"] = (large["p50_ms"], small["p50_ms"])
@@ -150,45 +178,41 @@ TARGETS = [
 ]
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--stores", default="postgres,sqlite")
-    parser.add_argument("--duration", default="10s")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
-    args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
-    tmp = tempfile.mkdtemp(prefix="identityd-bench-")
-    results = {}
-    try:
-        for store in args.stores.split(","):
-            if store == "postgres":
-                name = f"identityd_bench_{os.getpid()}"
-                admin = f"{args.postgres}/postgres"
-                subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
-                startup_name = name + "_startup"
-                subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {startup_name}"], check=True)
-                try:
-                    results[store] = bench_store(store, f"{args.postgres}/{name}", args.duration, tmp,
-                                                 f"{args.postgres}/{startup_name}")
-                finally:
-                    for db in (name, startup_name):
-                        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
-            else:
-                results[store] = bench_store(store, f"sqlite://{tmp}/bench.db", args.duration, tmp, "sqlite::memory:")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    stores = list(results)
-    print("\n| figure | " + " | ".join(stores) + " | target |")
-    print("|---|" + "---|" * len(stores) + "---|")
-    for key, label, op, target in TARGETS:
+def table(results, targets=TARGETS):
+    """Prints the Markdown table of `results` ({column: rows}) against the targets."""
+    columns = list(results)
+    print("\n| figure | " + " | ".join(columns) + " | target |")
+    print("|---|" + "---|" * len(columns) + "---|")
+    for key, label, op, target in targets:
         cells = []
-        for store in stores:
-            num, den = results[store][key]
+        for column in columns:
+            num, den = results[column][key]
             value = num / den
             met = "" if op is None else (" ✓" if (value >= target if op == ">=" else value <= target) else " ✗")
             detail = f" ({num:.1f} / {den:.1f})" if den != 1 else ""
             cells.append(f"{value:.2f}{detail}{met}")
         print(f"| {label} | " + " | ".join(cells) + f" | {'' if op is None else op + ' ' + str(target)} |")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stores", default="postgres,sqlite")
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--bin-dir", help="use these release binaries instead of building target/release")
+    args = parser.parse_args()
+    if args.bin_dir:
+        use_binaries(args.bin_dir)
+    else:
+        subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
+    tmp = tempfile.mkdtemp(prefix="identityd-bench-")
+    results = {}
+    try:
+        for store in args.stores.split(","):
+            results[store] = bench_database(store, args.postgres, args.duration, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    table(results)
     json.dump(results, open(os.path.join(ROOT, "target/bench-results.json"), "w"), indent=2)
 
 
