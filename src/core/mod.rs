@@ -11,6 +11,7 @@ pub mod error;
 mod last_use;
 mod liveness;
 mod login;
+mod revocation_poll;
 mod sessions;
 mod validation_cache;
 mod views;
@@ -22,6 +23,7 @@ use chrono::Duration;
 use crate::auth::PasswordHasher;
 use crate::clock::Clock;
 use crate::store::Store;
+use revocation_poll::RevocationPoll;
 
 pub use access_tokens::NewAccessToken;
 pub use admin::{NewUser, TenantPatch};
@@ -85,6 +87,7 @@ pub struct Identity {
     token_last_use: LastUseRecorder,
     validation_cache: Arc<ValidationCache>,
     validation_cache_ttl: std::time::Duration,
+    revocation_poll: Arc<RevocationPoll>,
 }
 
 impl Identity {
@@ -99,21 +102,25 @@ impl Identity {
             token_last_use: LastUseRecorder::new(UseOf::AccessTokens),
             validation_cache: Arc::new(ValidationCache::new(settings.validation_cache_ttl)),
             validation_cache_ttl: settings.validation_cache_ttl,
+            // Look back over more than an entry's lifetime, so that no ending is missed through
+            // small clock differences between instances.
+            revocation_poll: Arc::new(RevocationPoll::new(
+                chrono::Duration::from_std(settings.validation_cache_ttl * 2).unwrap_or_default()
+                    + chrono::Duration::seconds(10),
+            )),
         }
     }
 
-    /// Drops from the validation cache the sessions any instance ended recently. Runs every 50 ms;
-    /// while it fails, the cache is not used.
+    /// Drops from the validation cache the sessions any instance ended since the previous poll
+    /// (see [`revocation_poll`]). Runs every 50 ms; while it fails, the cache is not used.
     pub async fn poll_revocations(&self) {
         if self.validation_cache_ttl.is_zero() {
             return; // no cache to keep honest
         }
-        // Look back over more than an entry's lifetime, so that no ending is missed between polls
-        // or through small clock differences between instances.
-        let window = chrono::Duration::from_std(self.validation_cache_ttl * 2).unwrap_or_default()
-            + chrono::Duration::seconds(10);
-        match self.store.sessions_ended_since(self.clock.now() - window).await {
+        let plan = self.revocation_poll.plan(self.clock.now());
+        match self.store.sessions_ended_since(plan.since).await {
             Ok(ended) => {
+                let ended = self.revocation_poll.newly_ended(&plan, ended);
                 self.validation_cache.forget_sessions(&ended);
                 self.validation_cache.set_trusted(true);
             }
@@ -168,3 +175,4 @@ impl From<crate::auth::HashingError> for Error {
         }
     }
 }
+
