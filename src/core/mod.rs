@@ -176,3 +176,69 @@ impl From<crate::auth::HashingError> for Error {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::auth::HashingSettings;
+    use crate::clock::ManualClock;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn identity() -> Identity {
+        let store = SqliteStore::open("sqlite::memory:", 1)
+            .await
+            .expect("an in-memory store");
+        let hashing = HashingSettings {
+            memory_kib: 64,
+            iterations: 1,
+            concurrency: 1,
+            ..HashingSettings::default()
+        };
+        let hasher = PasswordHasher::new(hashing).expect("a hasher");
+        Identity::new(
+            Arc::new(store),
+            hasher,
+            Arc::new(ManualClock::default()),
+            Settings::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_change_cancelled_after_its_commit_still_empties_the_validation_cache() {
+        let identity = identity().await;
+        let cache = identity.validation_cache.clone();
+        cache.set_trusted(true);
+        let token = b"a cached session's token hash".to_vec();
+        let read_before = cache.generation();
+        cache.insert(
+            token.clone(),
+            validation_cache::tests::lookup(uuid::Uuid::now_v7()),
+            read_before,
+        );
+        assert_eq!(cache.len(), 1);
+
+        // A change shaped like every revoking call: the guard first, then the commit, then an
+        // answer that never goes out because the caller went away.
+        let (committed, was_committed) = tokio::sync::oneshot::channel();
+        let mut change = Box::pin(async {
+            let _invalidate = identity.invalidate_validations();
+            let _ = committed.send(());
+            std::future::pending::<()>().await;
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(change.as_mut().poll(&mut cx).is_pending());
+        was_committed.await.expect("the change ran up to its commit");
+        assert_eq!(cache.len(), 1, "emptied when the change is over, not before");
+
+        drop(change);
+        assert_eq!(cache.len(), 0, "the cancelled change emptied the cache");
+        cache.insert(
+            token,
+            validation_cache::tests::lookup(uuid::Uuid::now_v7()),
+            read_before,
+        );
+        assert_eq!(cache.len(), 0, "and a lookup read before it is not put back");
+    }
+}
