@@ -8,9 +8,12 @@ mod authorization;
 mod bootstrap;
 mod caller;
 pub mod error;
+mod failure_audit;
+mod failure_throttle;
 mod last_use;
 mod liveness;
 mod login;
+mod login_failures;
 mod revocation_poll;
 mod sessions;
 mod validation_cache;
@@ -23,6 +26,7 @@ use chrono::Duration;
 use crate::auth::PasswordHasher;
 use crate::clock::Clock;
 use crate::store::Store;
+use login_failures::TokenLoginFailures;
 use revocation_poll::RevocationPoll;
 
 pub use access_tokens::NewAccessToken;
@@ -31,6 +35,7 @@ pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
+pub use failure_throttle::FailureLimit;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::SessionValidity;
@@ -63,6 +68,10 @@ pub struct Settings {
     pub max_access_tokens_per_user: u32,
     /// How long ValidateSession may answer from memory before asking the store again.
     pub validation_cache_ttl: std::time::Duration,
+    /// Failed user-access-token logins one client address may make within a window before its
+    /// token logins are refused for a while; the window is also how long its failures are summed
+    /// into one audit event.
+    pub token_login_failures: FailureLimit,
 }
 
 impl Default for Settings {
@@ -71,6 +80,10 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             max_access_tokens_per_user: 50,
             validation_cache_ttl: std::time::Duration::from_secs(2),
+            token_login_failures: FailureLimit {
+                failures: 20,
+                window: std::time::Duration::from_secs(60),
+            },
         }
     }
 }
@@ -88,10 +101,12 @@ pub struct Identity {
     validation_cache: Arc<ValidationCache>,
     validation_cache_ttl: std::time::Duration,
     revocation_poll: Arc<RevocationPoll>,
+    token_login_failures: Arc<TokenLoginFailures>,
 }
 
 impl Identity {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let token_login_failures = Arc::new(TokenLoginFailures::new(settings.token_login_failures, clock.clone()));
         Self {
             store,
             hasher,
@@ -108,6 +123,7 @@ impl Identity {
                 chrono::Duration::from_std(settings.validation_cache_ttl * 2).unwrap_or_default()
                     + chrono::Duration::seconds(10),
             )),
+            token_login_failures,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
-use tonic_types::{BadRequest, ErrorDetail, ErrorInfo, FieldViolation, StatusExt};
+use tonic_types::{BadRequest, ErrorDetail, ErrorInfo, FieldViolation, RetryInfo, StatusExt};
 
 use crate::core::Error;
 
@@ -27,7 +27,7 @@ pub fn to_status(error: Error) -> Status {
         Error::NotFound(_) => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
-        Error::Overloaded => Code::ResourceExhausted,
+        Error::Overloaded | Error::TooManyFailedLogins { .. } => Code::ResourceExhausted,
         Error::Unimplemented(_) => Code::Unimplemented,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Internal(_) => Code::Internal,
@@ -52,6 +52,9 @@ pub fn to_status(error: Error) -> Status {
             .map(|v| FieldViolation::new(v.field.clone(), v.message.clone()))
             .collect();
         details.push(ErrorDetail::from(BadRequest::new(violations)));
+    }
+    if let Error::TooManyFailedLogins { retry_after } = &error {
+        details.push(ErrorDetail::from(RetryInfo::new(Some(*retry_after))));
     }
     Status::with_error_details_vec(code, error.to_string(), details)
 }

@@ -17,6 +17,7 @@ mod access_tokens;
 mod admin;
 mod authorization;
 mod concurrency;
+mod failed_logins;
 mod health;
 mod login;
 mod sessions;
@@ -47,11 +48,13 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("access_tokens", access_tokens::tests()),
         ("authorization", authorization::tests()),
         ("concurrency", concurrency::tests()),
+        ("failed_logins", failed_logins::tests()),
     ];
     match store {
         StoreKind::Postgres => {
             modules.push(("health", health::postgres_tests()));
             modules.push(("access_tokens", access_tokens::postgres_tests()));
+            modules.push(("failed_logins", failed_logins::postgres_tests()));
         }
         StoreKind::Sqlite => modules.push(("startup", startup::tests())),
     }

@@ -35,6 +35,8 @@ pub struct TestEnv {
 /// One running server over its own database.
 pub struct TestApp {
     pub clock: ManualClock,
+    /// The server's address; a restart changes it.
+    pub addr: std::net::SocketAddr,
     pub channel: Channel,
     pub login: LoginServiceClient<Channel>,
     pub sessions: SessionServiceClient<Channel>,
@@ -94,9 +96,11 @@ impl TestApp {
             email: ADMIN_USER.into(),
         };
         assert!(app.identity().bootstrap(&bootstrap).await.expect("bootstrap"));
+        let addr = app.local_addr();
         let (channel, shutdown, server) = serve(app).await;
         let mut app = TestApp {
             clock,
+            addr,
             login: LoginServiceClient::new(channel.clone()),
             sessions: SessionServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),
@@ -129,6 +133,7 @@ impl TestApp {
         let app = Application::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
             .await
             .expect("rebuild the application");
+        self.addr = app.local_addr();
         let (channel, shutdown, server) = serve(app).await;
         self.login = LoginServiceClient::new(channel.clone());
         self.sessions = SessionServiceClient::new(channel.clone());
@@ -180,6 +185,18 @@ impl TestApp {
                 }
             }
         }
+    }
+
+    /// A login client whose connection comes from another local address (any of 127.0.0.0/8), as
+    /// another machine's would.
+    pub async fn login_from(&self, local: std::net::IpAddr) -> LoginServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .local_address(Some(local))
+            .connect()
+            .await
+            .expect("connect from another address");
+        LoginServiceClient::new(channel)
     }
 
     /// A client of the access-token service on this server.
