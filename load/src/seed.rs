@@ -54,7 +54,9 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
     let password_hash = hasher.hash(&password).await?;
     let now = SystemClock.now();
     let tenant = Uuid::now_v7();
-    let run = &tenant.simple().to_string()[..8];
+    // The id's random tail: its head is a timestamp that changes only every 65 s, so two seedings
+    // a minute apart would name the same tenant.
+    let run = &tenant.simple().to_string()[24..];
     let users: Vec<SeedUser> = (0..args.users.max(1))
         .map(|i| SeedUser {
             id: Uuid::now_v7(),
