@@ -45,13 +45,13 @@ def free_port():
 
 
 class Server:
-    def __init__(self, url, **settings):
+    def __init__(self, url, binary=SERVER, **settings):
         self.port = free_port()
         self.target = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": url, "IDENTITYD_LISTEN": f"127.0.0.1:{self.port}",
                "IDENTITYD_BOOTSTRAP_TENANT": "Bench", "IDENTITYD_BOOTSTRAP_USER": ADMIN,
                "IDENTITYD_BOOTSTRAP_PASSWORD": PASSWORD, "RUST_LOG": "warn", **settings}
-        self.process = subprocess.Popen([SERVER], env=env, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL)
         deadline = time.time() + 30
         while True:
             try:

@@ -76,6 +76,18 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_VALIDATION_CACHE_TTL", default_value = "2s", value_parser = parse_duration_or_zero)]
     pub validation_cache_ttl: Duration,
 
+    /// Failed user-access-token logins one client address (IPv6: its /64) may make within the
+    /// failure window; then its token logins are refused with RESOURCE_EXHAUSTED, without a
+    /// database lookup, until its allowance comes back (a failure's worth every window / this).
+    /// 0 turns the limit off.
+    #[arg(long, env = "IDENTITYD_TOKEN_LOGIN_FAILURES", default_value_t = 20)]
+    pub token_login_failures: u32,
+
+    /// The window of the failed-token-login limit; also the interval over which one address's
+    /// repeated failures are written as one audit event with a count.
+    #[arg(long, env = "IDENTITYD_TOKEN_LOGIN_FAILURE_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub token_login_failure_window: Duration,
+
     /// How often last-use times of sessions and access tokens are written to the database.
     #[arg(long, env = "IDENTITYD_LAST_USE_FLUSH", default_value = "5s", value_parser = parse_duration)]
     pub last_use_flush_interval: Duration,

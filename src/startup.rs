@@ -14,7 +14,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{Identity, Settings};
+use crate::core::{FailureLimit, Identity, Settings};
 use crate::grpc::DrainDeadline;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -81,6 +81,10 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
         sessions: config.sessions()?,
         max_access_tokens_per_user: config.max_access_tokens_per_user,
         validation_cache_ttl: config.validation_cache_ttl,
+        token_login_failures: FailureLimit {
+            failures: config.token_login_failures,
+            window: config.token_login_failure_window,
+        },
     };
     Ok(Identity::new(store, hasher, clock, settings))
 }
@@ -120,7 +124,7 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops taking calls, reports NOT_SERVING, and lets the
     /// calls in flight finish for up to the shutdown grace; the connections of calls still open
-    /// then (streams) are cut. Last, pending last-use times are written.
+    /// then (streams) are cut. Last, pending last-use times and failed-login counts are written.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -150,6 +154,7 @@ impl Application {
                 loop {
                     tick.tick().await;
                     identity.flush_last_use().await;
+                    identity.flush_failed_logins().await;
                     identity.release_idle_memory(HASH_MEMORY_IDLE);
                 }
             }
@@ -210,6 +215,7 @@ impl Application {
         flush_task.abort();
         revocation_task.abort();
         flusher.flush_last_use().await;
+        flusher.flush_all_failed_logins().await;
         tracing::info!("stopped");
         result.context("serving gRPC")
     }

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one scenario against a server.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create N users and M sessions in a database quickly, and write session tokens to a file.
     Seed(SeedArgs),
     /// Hashes per second with all cores at the configured argon2id parameters.
@@ -98,6 +98,21 @@ pub struct RunArgs {
     /// Extra callers doing password logins during the whole measurement (a login storm).
     #[arg(long, default_value_t = 0)]
     pub storm: usize,
+    /// A mass revocation during the measurement: this user (e.g. one `seed --users 1` made, with
+    /// all its sessions) logs in before the run and, --revoke-after into the measurement, ends
+    /// every other session it has at once (RevokeMyOtherSessions).
+    #[arg(long)]
+    pub revoke_user: Option<String>,
+    /// That user's password.
+    #[arg(long, env = "IDENTITYD_LOAD_REVOKE_PASSWORD", hide_env_values = true, default_value = crate::seed::SEED_PASSWORD)]
+    pub revoke_password: String,
+    /// The server the revocation is sent to (default: --target). Another instance over the same
+    /// database makes the measured one learn of it through its revocation poll, as in a deployment.
+    #[arg(long)]
+    pub revoke_target: Option<String>,
+    /// How far into the measurement the revocation is made, e.g. 1s.
+    #[arg(long, value_parser = parse_duration, default_value = "1s", requires = "revoke_user")]
+    pub revoke_after: Duration,
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -123,6 +138,9 @@ pub struct SeedArgs {
     /// Write the tokens of the first `keep_tokens` sessions here, one per line.
     #[arg(long)]
     pub tokens_out: Option<PathBuf>,
+    /// Write the seeded users' names here, one per line (session `i` belongs to user `i % users`).
+    #[arg(long)]
+    pub users_out: Option<PathBuf>,
     #[arg(long, default_value_t = 10_000)]
     pub keep_tokens: usize,
 }
@@ -177,6 +195,7 @@ mod tests {
         );
         assert_eq!(run.warmup, Duration::from_secs(2));
         assert_eq!((run.duration, run.requests), (None, None));
+        assert_eq!((run.revoke_user, run.revoke_target), (None, None));
         assert_eq!(run.target, "http://127.0.0.1:50051");
     }
 
@@ -211,12 +230,35 @@ mod tests {
     }
 
     #[test]
+    fn a_mass_revocation_parses_with_its_defaults() {
+        let cli = parse(&[
+            "run",
+            "--scenario",
+            "validate",
+            "--revoke-user",
+            "load-1@example.com",
+            "--revoke-target",
+            "http://127.0.0.1:9",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else { panic!() };
+        assert_eq!(run.revoke_user.as_deref(), Some("load-1@example.com"));
+        assert_eq!(run.revoke_target.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(run.revoke_after, Duration::from_secs(1));
+        assert_eq!(run.revoke_password, crate::seed::SEED_PASSWORD, "a seeded user's");
+    }
+
+    #[test]
     fn bad_run_arguments_are_refused() {
         assert!(parse(&["run"]).is_err(), "a scenario is required");
         assert!(parse(&["run", "--scenario", "nope"]).is_err());
         assert!(parse(&["run", "--scenario", "health", "--duration", "5s", "--requests", "9"]).is_err());
         assert!(parse(&["run", "--scenario", "health", "--duration", "soon"]).is_err());
         assert!(parse(&["run", "--scenario", "health", "--concurrency", "-1"]).is_err());
+        assert!(
+            parse(&["run", "--scenario", "validate", "--revoke-after", "2s"]).is_err(),
+            "a revocation needs its user"
+        );
     }
 
     #[test]

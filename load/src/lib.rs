@@ -19,10 +19,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let json = args.json.clone();
-            let outcome = run::run(args).await?;
+            let outcome = run::run(*args).await?;
             println!("{}", outcome.report.line());
             if let Some(storm) = &outcome.storm {
                 println!("{}", storm.line());
+            }
+            if let Some(revocation) = &outcome.revocation {
+                println!("{}", revocation.line());
             }
             if let Some(kib) = outcome.server_rss_kib {
                 println!("server resident memory: {:.1} MiB", kib as f64 / 1024.0);

@@ -23,8 +23,85 @@ use crate::stats::{Latencies, Report};
 pub struct RunOutcome {
     pub report: Report,
     pub storm: Option<Report>,
+    /// The mass revocation made during the measurement, when one was asked for.
+    pub revocation: Option<Revocation>,
     /// Resident memory of the server process at the end, in KiB, when its pid was given.
     pub server_rss_kib: Option<u64>,
+}
+
+/// A mass revocation made during a run: one user's other sessions all ended by one call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Revocation {
+    pub user: String,
+    /// The server the call went to.
+    pub target: String,
+    /// Sessions the call ended.
+    pub sessions: u64,
+    /// When the call was made, in seconds after the measurement began.
+    pub at_seconds: f64,
+    /// How long the call took.
+    pub call_ms: f64,
+}
+
+impl Revocation {
+    /// One line for a terminal.
+    pub fn line(&self) -> String {
+        format!(
+            "revocation: {} sessions of {} ended through {} at +{:.1} s (the call took {:.1} ms)",
+            self.sessions, self.user, self.target, self.at_seconds, self.call_ms
+        )
+    }
+}
+
+/// The revoking user, logged in on the server the revocation goes to.
+struct PreparedRevocation {
+    user: String,
+    target: String,
+    sessions: SessionServiceClient<Channel>,
+    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl PreparedRevocation {
+    async fn new(args: &RunArgs, channels: &[Channel]) -> anyhow::Result<Option<Self>> {
+        let Some(user) = &args.revoke_user else {
+            return Ok(None);
+        };
+        let target = args.revoke_target.clone().unwrap_or_else(|| args.target.clone());
+        let channel = match &args.revoke_target {
+            Some(other) => connect(other, 1).await?.remove(0),
+            None => channels[0].clone(),
+        };
+        let session = login(&channel, user, &args.revoke_password)
+            .await
+            .with_context(|| format!("logging in as {user} to revoke its sessions"))?;
+        Ok(Some(Self {
+            user: user.clone(),
+            target,
+            sessions: SessionServiceClient::new(channel),
+            bearer: format!("Bearer {session}").parse()?,
+        }))
+    }
+
+    /// Ends every session of the user but the one it logged in with.
+    async fn revoke(mut self, measuring_since: Instant) -> anyhow::Result<Revocation> {
+        let mut request = tonic::Request::new(pb::RevokeMyOtherSessionsRequest {});
+        request.metadata_mut().insert("authorization", self.bearer.clone());
+        let at = measuring_since.elapsed();
+        let start = Instant::now();
+        let revoked = self
+            .sessions
+            .revoke_my_other_sessions(request)
+            .await
+            .context("revoking the sessions")?
+            .into_inner();
+        Ok(Revocation {
+            user: self.user,
+            target: self.target,
+            sessions: revoked.revoked_count as u64,
+            at_seconds: at.as_secs_f64(),
+            call_ms: start.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
 }
 
 /// Credentials the calls use.
@@ -271,6 +348,7 @@ async fn gather(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
 pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let channels = connect(&args.target, args.connections).await?;
     let prepared = Arc::new(prepare(&args, &channels[0]).await?);
+    let revocation = PreparedRevocation::new(&args, &channels).await?;
     let user: Arc<str> = args.user.clone().into();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -299,6 +377,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     tokio::time::sleep(args.warmup).await;
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
+    let revocation = revocation.map(|revocation| {
+        let after = args.revoke_after;
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            revocation.revoke(start).await
+        })
+    });
     match &budget {
         Some(budget) => {
             while budget.load(Ordering::Relaxed) > 0 {
@@ -311,6 +396,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let main = gather(workers).await;
     let elapsed = start.elapsed();
     let storm_tally = gather(storm).await;
+    let revocation = match revocation {
+        Some(task) => Some(task.await.context("the revocation task")??),
+        None => None,
+    };
 
     let report = Report::new(args.scenario.name(), args.concurrency, elapsed, main.ok, main.errors);
     let storm =
@@ -319,6 +408,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     Ok(RunOutcome {
         report,
         storm,
+        revocation,
         server_rss_kib,
     })
 }

@@ -46,7 +46,7 @@ pub struct Seeded {
 
 /// Seeds a new tenant with `users` users and `sessions` sessions spread over them, after applying
 /// the service's migrations; keeps the tokens of the first `keep_tokens` sessions (written to
-/// `tokens_out` when given).
+/// `tokens_out` when given), and writes the users' names to `users_out` when given.
 pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
     open_store(&Config::for_database(&args.database_url)).await?;
     let hasher = PasswordHasher::new(HashingSettings::default())?;
@@ -54,7 +54,9 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
     let password_hash = hasher.hash(&password).await?;
     let now = SystemClock.now();
     let tenant = Uuid::now_v7();
-    let run = &tenant.simple().to_string()[..8];
+    // The id's random tail: its head is a timestamp that changes only every 65 s, so two seedings
+    // a minute apart would name the same tenant.
+    let run = &tenant.simple().to_string()[24..];
     let users: Vec<SeedUser> = (0..args.users.max(1))
         .map(|i| SeedUser {
             id: Uuid::now_v7(),
@@ -102,16 +104,25 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
         .await?;
     }
     if let Some(path) = &args.tokens_out {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for token in &tokens {
-            writeln!(file, "{token}")?;
-        }
-        file.flush()?;
+        write_lines(path, &tokens)?;
+    }
+    if let Some(path) = &args.users_out {
+        write_lines(path, users.iter().map(|u| &u.name))?;
     }
     Ok(Seeded {
         user_names: users.into_iter().map(|u| u.name).collect(),
         tokens,
     })
+}
+
+fn write_lines(path: &std::path::Path, lines: impl IntoIterator<Item = impl std::fmt::Display>) -> anyhow::Result<()> {
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    for line in lines {
+        writeln!(file, "{line}")?;
+    }
+    file.flush()?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

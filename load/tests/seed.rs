@@ -57,6 +57,7 @@ async fn check_seeded_database(url: &str) {
         users: 3,
         sessions: 8,
         tokens_out: None,
+        users_out: None,
         keep_tokens: 5,
     };
     let seeded = seed(&args).await.expect("seed the database");

@@ -81,13 +81,12 @@ impl Identity {
         if AccessTokenSecret::parse(token).is_none() {
             return Err(Error::InvalidCredentials);
         }
+        // Well-formed ones are easy to forge: an address that failed too often is refused here.
+        self.admit_token_login(meta)?;
         let lookup = match self.use_access_token(token).await {
             Ok(lookup) => lookup,
             Err(e @ (Error::InvalidCredentials | Error::TokenExpired | Error::TokenRevoked)) => {
-                let audit = Audit::new("login.failed", self.clock.now(), meta)
-                    .detail("failure", e.reason())
-                    .build();
-                self.store.insert_audit(&audit).await?;
+                self.token_login_failed(meta, &e).await?;
                 return Err(e);
             }
             Err(e) => return Err(e),

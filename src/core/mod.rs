@@ -8,9 +8,13 @@ mod authorization;
 mod bootstrap;
 mod caller;
 pub mod error;
+mod failure_audit;
+mod failure_throttle;
 mod last_use;
 mod liveness;
 mod login;
+mod login_failures;
+mod revocation_poll;
 mod sessions;
 mod validation_cache;
 mod views;
@@ -22,6 +26,8 @@ use chrono::Duration;
 use crate::auth::PasswordHasher;
 use crate::clock::Clock;
 use crate::store::Store;
+use login_failures::TokenLoginFailures;
+use revocation_poll::RevocationPoll;
 
 pub use access_tokens::NewAccessToken;
 pub use admin::{NewUser, TenantPatch};
@@ -29,6 +35,7 @@ pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
+pub use failure_throttle::FailureLimit;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::SessionValidity;
@@ -61,6 +68,10 @@ pub struct Settings {
     pub max_access_tokens_per_user: u32,
     /// How long ValidateSession may answer from memory before asking the store again.
     pub validation_cache_ttl: std::time::Duration,
+    /// Failed user-access-token logins one client address may make within a window before its
+    /// token logins are refused for a while; the window is also how long its failures are summed
+    /// into one audit event.
+    pub token_login_failures: FailureLimit,
 }
 
 impl Default for Settings {
@@ -69,6 +80,10 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             max_access_tokens_per_user: 50,
             validation_cache_ttl: std::time::Duration::from_secs(2),
+            token_login_failures: FailureLimit {
+                failures: 20,
+                window: std::time::Duration::from_secs(60),
+            },
         }
     }
 }
@@ -85,10 +100,13 @@ pub struct Identity {
     token_last_use: LastUseRecorder,
     validation_cache: Arc<ValidationCache>,
     validation_cache_ttl: std::time::Duration,
+    revocation_poll: Arc<RevocationPoll>,
+    token_login_failures: Arc<TokenLoginFailures>,
 }
 
 impl Identity {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let token_login_failures = Arc::new(TokenLoginFailures::new(settings.token_login_failures, clock.clone()));
         Self {
             store,
             hasher,
@@ -99,21 +117,26 @@ impl Identity {
             token_last_use: LastUseRecorder::new(UseOf::AccessTokens),
             validation_cache: Arc::new(ValidationCache::new(settings.validation_cache_ttl)),
             validation_cache_ttl: settings.validation_cache_ttl,
+            // Look back over more than an entry's lifetime, so that no ending is missed through
+            // small clock differences between instances.
+            revocation_poll: Arc::new(RevocationPoll::new(
+                chrono::Duration::from_std(settings.validation_cache_ttl * 2).unwrap_or_default()
+                    + chrono::Duration::seconds(10),
+            )),
+            token_login_failures,
         }
     }
 
-    /// Drops from the validation cache the sessions any instance ended recently. Runs every 50 ms;
-    /// while it fails, the cache is not used.
+    /// Drops from the validation cache the sessions any instance ended since the previous poll
+    /// (see [`revocation_poll`]). Runs every 50 ms; while it fails, the cache is not used.
     pub async fn poll_revocations(&self) {
         if self.validation_cache_ttl.is_zero() {
             return; // no cache to keep honest
         }
-        // Look back over more than an entry's lifetime, so that no ending is missed between polls
-        // or through small clock differences between instances.
-        let window = chrono::Duration::from_std(self.validation_cache_ttl * 2).unwrap_or_default()
-            + chrono::Duration::seconds(10);
-        match self.store.sessions_ended_since(self.clock.now() - window).await {
+        let plan = self.revocation_poll.plan(self.clock.now());
+        match self.store.sessions_ended_since(plan.since).await {
             Ok(ended) => {
+                let ended = self.revocation_poll.newly_ended(&plan, ended);
                 self.validation_cache.forget_sessions(&ended);
                 self.validation_cache.set_trusted(true);
             }
@@ -166,5 +189,72 @@ impl From<crate::auth::HashingError> for Error {
             crate::auth::HashingError::Overloaded => Error::Overloaded,
             crate::auth::HashingError::Failed(cause) => Error::Internal(cause),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::auth::HashingSettings;
+    use crate::clock::ManualClock;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn identity() -> Identity {
+        let store = SqliteStore::open("sqlite::memory:", 1, std::time::Duration::from_secs(10))
+            .await
+            .expect("an in-memory store");
+        let hashing = HashingSettings {
+            memory_kib: 64,
+            iterations: 1,
+            concurrency: 1,
+            ..HashingSettings::default()
+        };
+        let hasher = PasswordHasher::new(hashing).expect("a hasher");
+        Identity::new(
+            Arc::new(store),
+            hasher,
+            Arc::new(ManualClock::default()),
+            Settings::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_change_cancelled_after_its_commit_still_empties_the_validation_cache() {
+        let identity = identity().await;
+        let cache = identity.validation_cache.clone();
+        cache.set_trusted(true);
+        let token = b"a cached session's token hash".to_vec();
+        let read_before = cache.generation();
+        cache.insert(
+            token.clone(),
+            validation_cache::tests::lookup(uuid::Uuid::now_v7()),
+            read_before,
+        );
+        assert_eq!(cache.len(), 1);
+
+        // A change shaped like every revoking call: the guard first, then the commit, then an
+        // answer that never goes out because the caller went away.
+        let (committed, was_committed) = tokio::sync::oneshot::channel();
+        let mut change = Box::pin(async {
+            let _invalidate = identity.invalidate_validations();
+            let _ = committed.send(());
+            std::future::pending::<()>().await;
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(change.as_mut().poll(&mut cx).is_pending());
+        was_committed.await.expect("the change ran up to its commit");
+        assert_eq!(cache.len(), 1, "emptied when the change is over, not before");
+
+        drop(change);
+        assert_eq!(cache.len(), 0, "the cancelled change emptied the cache");
+        cache.insert(
+            token,
+            validation_cache::tests::lookup(uuid::Uuid::now_v7()),
+            read_before,
+        );
+        assert_eq!(cache.len(), 0, "and a lookup read before it is not put back");
     }
 }

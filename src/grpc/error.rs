@@ -47,7 +47,7 @@ pub fn to_status(error: Error) -> Status {
         Error::NotFound(_) => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
-        Error::Overloaded => Code::ResourceExhausted,
+        Error::Overloaded | Error::TooManyFailedLogins { .. } => Code::ResourceExhausted,
         Error::Unimplemented(_) => Code::Unimplemented,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Internal(_) => Code::Internal,
@@ -75,6 +75,9 @@ pub fn to_status(error: Error) -> Status {
             .map(|v| FieldViolation::new(v.field.clone(), v.message.clone()))
             .collect();
         details.push(ErrorDetail::from(BadRequest::new(violations)));
+    }
+    if let Error::TooManyFailedLogins { retry_after } = &error {
+        details.push(ErrorDetail::from(RetryInfo::new(Some(*retry_after))));
     }
     Status::with_error_details_vec(code, error.to_string(), details)
 }

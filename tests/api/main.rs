@@ -18,6 +18,7 @@ mod admin;
 mod authorization;
 mod concurrency;
 mod errors;
+mod failed_logins;
 mod health;
 mod login;
 mod names;
@@ -57,11 +58,13 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("errors", errors::tests()),
         ("names", names::tests()),
         ("shutdown", shutdown::tests()),
+        ("failed_logins", failed_logins::tests()),
     ];
     match store {
         StoreKind::Postgres => {
             modules.push(("health", health::postgres_tests()));
             modules.push(("access_tokens", access_tokens::postgres_tests()));
+            modules.push(("failed_logins", failed_logins::postgres_tests()));
             modules.push(("errors", errors::postgres_tests()));
             modules.push(("shutdown", shutdown::postgres_tests()));
         }

@@ -35,6 +35,8 @@ pub struct TestEnv {
 /// One running server over its own database.
 pub struct TestApp {
     pub clock: ManualClock,
+    /// The server's address; a restart changes it.
+    pub addr: std::net::SocketAddr,
     pub channel: Channel,
     pub login: LoginServiceClient<Channel>,
     pub sessions: SessionServiceClient<Channel>,
@@ -97,9 +99,11 @@ impl TestApp {
         };
         assert!(app.identity().bootstrap(&bootstrap).await.expect("bootstrap"));
         let identity = app.identity().clone();
+        let addr = app.local_addr();
         let (channel, shutdown, server) = serve(app).await;
         let mut app = TestApp {
             clock,
+            addr,
             login: LoginServiceClient::new(channel.clone()),
             sessions: SessionServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),
@@ -134,6 +138,7 @@ impl TestApp {
             .await
             .expect("rebuild the application");
         self.identity = app.identity().clone();
+        self.addr = app.local_addr();
         let (channel, shutdown, server) = serve(app).await;
         self.login = LoginServiceClient::new(channel.clone());
         self.sessions = SessionServiceClient::new(channel.clone());
@@ -192,6 +197,18 @@ impl TestApp {
                 }
             }
         }
+    }
+
+    /// A login client whose connection comes from another local address (any of 127.0.0.0/8), as
+    /// another machine's would.
+    pub async fn login_from(&self, local: std::net::IpAddr) -> LoginServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .local_address(Some(local))
+            .connect()
+            .await
+            .expect("connect from another address");
+        LoginServiceClient::new(channel)
     }
 
     /// A client of the access-token service on this server.
