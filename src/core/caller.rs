@@ -1,6 +1,6 @@
 use uuid::Uuid;
 
-use super::{Error, Identity, Result};
+use super::{Error, Identity, RequestMeta, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
 use crate::domain::{Role, Roles};
 use crate::store::UserRecord;
@@ -52,13 +52,31 @@ impl Identity {
     /// session token that is malformed, unknown, expired or ended is SessionInvalid; an access
     /// token is checked by [`Self::use_access_token`], and one it calls InvalidCredentials (Login's
     /// answer for a wrong password) is SessionInvalid here, as for any bad bearer.
-    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
+    ///
+    /// A well-formed access token costs a lookup, and anyone can forge one: failures count against
+    /// the client's address as failed token logins do, and an address that failed too often is
+    /// refused before the lookup.
+    pub async fn authenticate(&self, bearer: Option<&str>, meta: &RequestMeta) -> Result<Caller> {
         let raw = bearer.ok_or(Error::MissingCredentials)?;
         if AccessTokenSecret::looks_like(raw) {
-            let lookup = self.use_access_token(raw).await.map_err(|e| match e {
-                Error::InvalidCredentials => Error::SessionInvalid,
-                other => other,
-            })?;
+            // A malformed one is refused below without a lookup, so it costs nothing to count.
+            let well_formed = AccessTokenSecret::parse(raw).is_some();
+            if well_formed {
+                self.admit_token_login(meta)?;
+            }
+            let lookup = match self.use_access_token(raw).await {
+                Ok(lookup) => lookup,
+                Err(e @ (Error::InvalidCredentials | Error::TokenExpired | Error::TokenRevoked)) => {
+                    if well_formed {
+                        self.token_login_failed(meta, &e).await?;
+                    }
+                    return Err(match e {
+                        Error::InvalidCredentials => Error::SessionInvalid,
+                        other => other,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             return Ok(Caller {
                 session_id: None,
                 access_token_id: Some(lookup.token_id),

@@ -35,8 +35,8 @@ pub fn meta<T>(request: &Request<T>) -> RequestMeta {
 
 /// Authenticates the caller and splits the request into caller, metadata and message.
 pub async fn authenticated<T>(identity: &Identity, request: Request<T>) -> Result<(Caller, RequestMeta, T), Error> {
-    let caller = identity.authenticate(bearer(&request)?).await?;
     let meta = meta(&request);
+    let caller = identity.authenticate(bearer(&request)?, &meta).await?;
     Ok((caller, meta, request.into_inner()))
 }
 

@@ -15,6 +15,7 @@ use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, assert_e
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
         forged_tokens_from_one_address_are_refused_after_the_limit,
+        forged_bearer_tokens_count_as_failed_logins,
         failed_token_logins_are_audited_in_summaries_that_add_up,
     ]
 }
@@ -198,5 +199,33 @@ async fn failed_token_logins_are_audited_in_summaries_that_add_up(env: TestEnv) 
     let events = failed_events(&app).await;
     assert_eq!(attempts(&events), BURST + 4, "{events:?}");
     assert_eq!(events.len(), 5);
+    app.finish().await;
+}
+
+async fn forged_bearer_tokens_count_as_failed_logins(env: TestEnv) {
+    let app = spawn(&env).await;
+    let who_am_i = |token: String| {
+        let mut sessions = app.sessions.clone();
+        async move {
+            sessions
+                .get_current_user(bearer(pb::GetCurrentUserRequest {}, &token))
+                .await
+        }
+    };
+    // Each forged bearer costs a lookup, so it counts as a failed token login does...
+    for _ in 0..LIMIT {
+        let failed = who_am_i(forged()).await.unwrap_err();
+        assert_error(&failed, Code::Unauthenticated, "SESSION_INVALID");
+    }
+    // ...and once the address has failed too often, it is refused before any lookup, as a bearer
+    // and at login alike.
+    let refused = who_am_i(forged()).await.unwrap_err();
+    assert_error(&refused, Code::ResourceExhausted, "TOO_MANY_FAILED_LOGINS");
+    let login = token_login(&app.login, &forged()).await.unwrap_err();
+    assert_error(&login, Code::ResourceExhausted, "TOO_MANY_FAILED_LOGINS");
+    // Session tokens are not access tokens: the session keeps working.
+    who_am_i(app.admin_token.clone())
+        .await
+        .expect("a session is not throttled");
     app.finish().await;
 }
