@@ -14,7 +14,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{Identity, Settings};
+use crate::core::{FailedLoginAllowance, Identity, Settings};
 use crate::grpc::DrainDeadline;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -81,6 +81,10 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
         sessions: config.sessions()?,
         max_access_tokens_per_user: config.max_access_tokens_per_user,
         validation_cache_ttl: config.validation_cache_ttl,
+        failed_login_allowance: FailedLoginAllowance {
+            failures: config.password_login_failures,
+            window: config.password_login_failure_window,
+        },
     };
     Ok(Identity::new(store, hasher, clock, settings))
 }
@@ -150,6 +154,7 @@ impl Application {
                 loop {
                     tick.tick().await;
                     identity.flush_last_use().await;
+                    identity.forget_old_login_failures();
                     identity.release_idle_memory(HASH_MEMORY_IDLE);
                 }
             }

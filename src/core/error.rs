@@ -20,6 +20,8 @@ pub mod reason {
     pub const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
     pub const FAILED_PRECONDITION: &str = "FAILED_PRECONDITION";
     pub const OVERLOADED: &str = "OVERLOADED";
+    pub const TOO_MANY_FAILED_LOGINS: &str = "TOO_MANY_FAILED_LOGINS";
+    pub const PASSWORD_CHANGE_REQUIRED: &str = "PASSWORD_CHANGE_REQUIRED";
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL";
@@ -90,6 +92,15 @@ pub enum Error {
     /// Too much work is queued (password hashing); retry later. RESOURCE_EXHAUSTED.
     #[error("the server is busy: retry shortly")]
     Overloaded,
+    /// Too many password logins from the caller's address failed lately; it may try again after
+    /// `retry_after`. RESOURCE_EXHAUSTED, `TOO_MANY_FAILED_LOGINS`, with a `RetryInfo`.
+    #[error("too many failed logins from this address: retry in {} s", .retry_after.as_secs().max(1))]
+    TooManyFailedLogins { retry_after: std::time::Duration },
+    /// The session was opened with a password that must be changed (expired, or set by an
+    /// administrator), and this call is not one such a session may make. FAILED_PRECONDITION,
+    /// `PASSWORD_CHANGE_REQUIRED`: change the password with ChangePassword first.
+    #[error("the password must be changed before this call: use ChangePassword, then log in again")]
+    PasswordChangeRequired,
     /// The call is part of the contract but not served yet. UNIMPLEMENTED.
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
@@ -134,6 +145,8 @@ impl Error {
             Self::AlreadyExists { .. } => reason::ALREADY_EXISTS,
             Self::FailedPrecondition(_) => reason::FAILED_PRECONDITION,
             Self::Overloaded => reason::OVERLOADED,
+            Self::TooManyFailedLogins { .. } => reason::TOO_MANY_FAILED_LOGINS,
+            Self::PasswordChangeRequired => reason::PASSWORD_CHANGE_REQUIRED,
             Self::Unimplemented(_) => reason::NOT_IMPLEMENTED,
             Self::Unavailable(_) => reason::STORE_UNAVAILABLE,
             Self::Internal(_) => reason::INTERNAL,

@@ -8,9 +8,11 @@ mod authorization;
 mod bootstrap;
 mod caller;
 pub mod error;
+mod failed_login_limit;
 mod last_use;
 mod liveness;
 mod login;
+mod passwords;
 mod sessions;
 mod validation_cache;
 mod views;
@@ -24,11 +26,12 @@ use crate::clock::Clock;
 use crate::store::Store;
 
 pub use access_tokens::NewAccessToken;
-pub use admin::{NewUser, TenantPatch};
+pub use admin::{NewUser, PasswordSettings, TenantPatch};
 pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
+pub use failed_login_limit::FailedLoginAllowance;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::SessionValidity;
@@ -61,6 +64,9 @@ pub struct Settings {
     pub max_access_tokens_per_user: u32,
     /// How long ValidateSession may answer from memory before asking the store again.
     pub validation_cache_ttl: std::time::Duration,
+    /// Failed password logins one client address may make within a window before its password
+    /// logins are refused for a while.
+    pub failed_login_allowance: FailedLoginAllowance,
 }
 
 impl Default for Settings {
@@ -69,6 +75,7 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             max_access_tokens_per_user: 50,
             validation_cache_ttl: std::time::Duration::from_secs(2),
+            failed_login_allowance: FailedLoginAllowance::default(),
         }
     }
 }
@@ -85,11 +92,16 @@ pub struct Identity {
     token_last_use: LastUseRecorder,
     validation_cache: Arc<ValidationCache>,
     validation_cache_ttl: std::time::Duration,
+    failed_logins: Arc<failed_login_limit::FailedLoginLimit>,
 }
 
 impl Identity {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         Self {
+            failed_logins: Arc::new(failed_login_limit::FailedLoginLimit::new(
+                settings.failed_login_allowance,
+                clock.clone(),
+            )),
             store,
             hasher,
             clock,
@@ -138,6 +150,11 @@ impl Identity {
         if self.hasher.release_idle_memory(idle) {
             tracing::debug!("released idle password-hashing memory");
         }
+    }
+
+    /// Forgets client addresses whose failed-login allowance is whole again. Runs with the flush.
+    pub fn forget_old_login_failures(&self) {
+        self.failed_logins.prune();
     }
 
     /// Writes the last-use times of sessions and tokens noted since the previous flush.

@@ -21,6 +21,7 @@ mod errors;
 mod health;
 mod login;
 mod names;
+mod passwords;
 mod races;
 mod roles;
 mod sessions;
@@ -56,6 +57,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("concurrency", concurrency::tests()),
         ("errors", errors::tests()),
         ("names", names::tests()),
+        ("passwords", passwords::tests()),
         ("shutdown", shutdown::tests()),
     ];
     match store {
