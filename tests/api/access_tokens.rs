@@ -384,7 +384,7 @@ async fn tokens_are_visible_to_their_owner_and_administrators_only(env: TestEnv)
     app.create_user(
         &acme.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
@@ -395,14 +395,17 @@ async fn tokens_are_visible_to_their_owner_and_administrators_only(env: TestEnv)
     app.create_user(
         &app.admin_tenant_id,
         "eve@example.com",
-        "eve's password",
+        "her secret phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await.session_token;
+    let boss = app
+        .login_ok("boss@acme.com", "the chief's pass phrase")
+        .await
+        .session_token;
     let jim = app.login_ok("jim@acme.com", "his own password").await.session_token;
     let ann = app.login_ok("ann@acme.com", "her own password").await.session_token;
-    let eve = app.login_ok("eve@example.com", "eve's password").await.session_token;
+    let eve = app.login_ok("eve@example.com", "her secret phrase").await.session_token;
     create(&app, &jim, "ci", None).await.unwrap();
 
     assert_eq!(get(&app, &jim, "ci", "").await.unwrap().user_name, "jim@acme.com");

@@ -31,11 +31,11 @@ async fn only_system_administrators_create_tenants(env: TestEnv) {
     app.create_user(
         &tenant.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await;
+    let boss = app.login_ok("boss@acme.com", "the chief's pass phrase").await;
     let request = pb::CreateTenantRequest {
         tenant: Some(pb::Tenant {
             name: "Other".into(),
@@ -152,7 +152,7 @@ async fn tenants_are_invisible_across_the_boundary(env: TestEnv) {
     app.create_user(
         &acme.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
@@ -167,7 +167,10 @@ async fn tenants_are_invisible_across_the_boundary(env: TestEnv) {
             &[pb::Role::TenantAdmin],
         )
         .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await.session_token;
+    let boss = app
+        .login_ok("boss@acme.com", "the chief's pass phrase")
+        .await
+        .session_token;
     let worker_token = app
         .login_ok("worker@acme.com", "a staff pass phrase")
         .await
@@ -399,14 +402,17 @@ async fn roles_are_granted_only_by_their_holders(env: TestEnv) {
     app.create_user(
         &acme.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
     let worker = app
         .create_user(&acme.tenant_id, "worker@acme.com", "a staff pass phrase", &[])
         .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await.session_token;
+    let boss = app
+        .login_ok("boss@acme.com", "the chief's pass phrase")
+        .await
+        .session_token;
     let grant = |roles: Vec<pb::Role>, token: String| {
         let mut admin = app.admin.clone();
         let request = pb::SetUserRolesRequest {
