@@ -99,7 +99,7 @@ pub enum Error {
     /// The session was opened with a password that must be changed (expired, or set by an
     /// administrator), and this call is not one such a session may make. FAILED_PRECONDITION,
     /// `PASSWORD_CHANGE_REQUIRED`: change the password with ChangePassword first.
-    #[error("the password must be changed before this call: use ChangePassword, then log in again")]
+    #[error("the password must be changed first: call ChangePassword (with this session as the bearer, it stays open)")]
     PasswordChangeRequired,
     /// The call is part of the contract but not served yet. UNIMPLEMENTED.
     #[error("{0} is not implemented yet")]
