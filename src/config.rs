@@ -88,6 +88,17 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_TOKEN_LOGIN_FAILURE_WINDOW", default_value = "1m", value_parser = parse_duration)]
     pub token_login_failure_window: Duration,
 
+    /// Failed password logins (and password changes) one client address (IPv6: its /64) may make
+    /// within the failure window; then its password logins are refused with RESOURCE_EXHAUSTED,
+    /// before any hashing, until its allowance comes back (one failure every window / this).
+    /// 0 turns the limit off.
+    #[arg(long, env = "IDENTITYD_PASSWORD_LOGIN_FAILURES", default_value_t = 20)]
+    pub password_login_failures: u32,
+
+    /// The window of the failed-password-login limit per client address.
+    #[arg(long, env = "IDENTITYD_PASSWORD_LOGIN_FAILURE_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub password_login_failure_window: Duration,
+
     /// How often last-use times of sessions and access tokens are written to the database.
     #[arg(long, env = "IDENTITYD_LAST_USE_FLUSH", default_value = "5s", value_parser = parse_duration)]
     pub last_use_flush_interval: Duration,

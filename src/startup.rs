@@ -14,7 +14,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{FailureLimit, Identity, Settings};
+use crate::core::{FailedLoginAllowance, FailureLimit, Identity, Settings};
 use crate::grpc::DrainDeadline;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -84,6 +84,10 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
         token_login_failures: FailureLimit {
             failures: config.token_login_failures,
             window: config.token_login_failure_window,
+        },
+        failed_login_allowance: FailedLoginAllowance {
+            failures: config.password_login_failures,
+            window: config.password_login_failure_window,
         },
     };
     Ok(Identity::new(store, hasher, clock, settings))
@@ -155,6 +159,7 @@ impl Application {
                     tick.tick().await;
                     identity.flush_last_use().await;
                     identity.flush_failed_logins().await;
+                    identity.forget_old_login_failures();
                     identity.release_idle_memory(HASH_MEMORY_IDLE);
                 }
             }

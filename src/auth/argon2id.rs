@@ -52,11 +52,7 @@ impl Argon2id {
     /// configuration change) goes through argon2's own verifier.
     pub fn verify(&self, password: &str, phc: &str) -> anyhow::Result<bool> {
         let parsed = PasswordHash::new(phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-        let same_params = parsed.algorithm.as_str() == "argon2id"
-            && parsed.version == Some(0x13)
-            && parsed.params.get_decimal("m") == Some(self.params.m_cost())
-            && parsed.params.get_decimal("t") == Some(self.params.t_cost())
-            && parsed.params.get_decimal("p") == Some(self.params.p_cost());
+        let same_params = self.made_with_these_parameters(&parsed);
         let (Some(salt), Some(expected), true) = (parsed.salt, parsed.hash, same_params) else {
             return Ok(self.argon2.verify_password(password.as_bytes(), &parsed).is_ok());
         };
@@ -68,6 +64,20 @@ impl Argon2id {
         let mut out = vec![0u8; expected.len()];
         self.hash_into(password.as_bytes(), salt, &mut out)?;
         Ok(bool::from(out.ct_eq(expected)))
+    }
+
+    /// Whether a PHC string was made by argon2id with these parameters; one made with others (a
+    /// cost since raised or lowered) should be replaced when its password is next known.
+    pub fn is_current(&self, phc: &str) -> bool {
+        PasswordHash::new(phc).is_ok_and(|parsed| self.made_with_these_parameters(&parsed))
+    }
+
+    fn made_with_these_parameters(&self, parsed: &PasswordHash<'_>) -> bool {
+        parsed.algorithm.as_str() == "argon2id"
+            && parsed.version == Some(0x13)
+            && parsed.params.get_decimal("m") == Some(self.params.m_cost())
+            && parsed.params.get_decimal("t") == Some(self.params.t_cost())
+            && parsed.params.get_decimal("p") == Some(self.params.p_cost())
     }
 
     /// Frees the pooled working memory if no hash has run for `idle`; returns whether it freed any.
@@ -110,6 +120,15 @@ mod tests {
         let new = cheap();
         assert!(new.verify("correct horse", &hash).unwrap());
         assert!(!new.verify("wrong horse", &hash).unwrap());
+    }
+
+    #[test]
+    fn hashes_made_with_other_parameters_are_not_current() {
+        let (old, new) = (Argon2id::new(2048, 1, 1).unwrap(), cheap());
+        let hash = old.hash("correct horse").unwrap();
+        assert!(old.is_current(&hash));
+        assert!(!new.is_current(&hash));
+        assert!(!new.is_current("not a phc string"));
     }
 
     #[test]

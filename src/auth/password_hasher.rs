@@ -100,6 +100,13 @@ impl PasswordHasher {
             .await
     }
 
+    /// Whether a stored hash was made with the configured argon2 parameters. One that was not is
+    /// replaced at the user's next successful login, so that raising the cost upgrades every user
+    /// who logs in.
+    pub fn is_current(&self, stored: &str) -> bool {
+        self.argon2id.is_current(stored)
+    }
+
     /// Frees the pooled working memory if no hash has run for `idle`, so that an idle server holds
     /// no argon2 buffers; returns whether it freed any.
     pub fn release_idle_memory(&self, idle: std::time::Duration) -> bool {

@@ -2,11 +2,12 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
+use super::passwords::password_rules;
 use super::views::{ServiceAccountView, TenantView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::domain::{
-    AuditEvent, AuditFilter, FieldViolation, PageRequest, PageToken, Password, PasswordExpiry, ProfilePatch, Role,
-    Roles, ServiceAccountName, TenantName, UserName, UserProfile,
+    AuditEvent, AuditFilter, FieldViolation, LockoutPolicy, NewPassword, PageRequest, PageToken, PasswordExpiry,
+    PasswordRules, ProfilePatch, Role, Roles, ServiceAccountName, TenantName, UserName, UserProfile,
 };
 use crate::store::{ServiceAccountRecord, TenantChanges, TenantRecord, UserGuard, UserRecord, UserWrite};
 
@@ -17,6 +18,45 @@ pub struct TenantPatch {
     pub password_expiry: Option<PasswordExpiry>,
     pub served_tenant_ids: Option<Vec<Uuid>>,
     pub max_access_token_days: Option<i32>,
+    /// New password and lockout settings; 0 in a field given means that setting's default.
+    pub min_password_length: Option<i32>,
+    pub lockout_failures: Option<i32>,
+    pub lockout_seconds: Option<i32>,
+    pub max_lockout_seconds: Option<i32>,
+}
+
+/// A tenant's password rules and lockout settings as asked; 0 means the default (8 characters;
+/// lock after 5 failures for 60 s, doubling up to 900 s).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PasswordSettings {
+    pub min_password_length: i32,
+    pub lockout_failures: i32,
+    pub lockout_seconds: i32,
+    pub max_lockout_seconds: i32,
+}
+
+impl PasswordSettings {
+    /// Parses the settings, 0 standing for each default; fields are named `tenant.…`.
+    fn parse(self) -> Result<(PasswordRules, LockoutPolicy), Vec<FieldViolation>> {
+        let or = |value: i32, default: i32| if value == 0 { default } else { value };
+        let (rules, lockout) = (PasswordRules::default(), LockoutPolicy::default());
+        let min_length = or(self.min_password_length, rules.min_length() as i32);
+        let rules = PasswordRules::new("tenant.min_password_length", min_length);
+        let lockout = LockoutPolicy::new(
+            "tenant.",
+            or(self.lockout_failures, lockout.failures()),
+            or(self.lockout_seconds, lockout.seconds()),
+            or(self.max_lockout_seconds, lockout.max_seconds()),
+        );
+        match (rules, lockout) {
+            (Ok(rules), Ok(lockout)) => Ok((rules, lockout)),
+            (rules, lockout) => Err(rules
+                .err()
+                .into_iter()
+                .chain(lockout.err().into_iter().flatten())
+                .collect()),
+        }
+    }
 }
 
 /// A user to create.
@@ -39,6 +79,9 @@ pub(crate) fn check_max_token_days(field: &str, days: i32) -> Result<(), FieldVi
 
 impl Identity {
     /// Creates a tenant. System administrators only.
+    // Each argument is one of the tenant's fields as asked; a struct for them would only repeat
+    // the view's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_tenant(
         &self,
         caller: &Caller,
@@ -46,11 +89,13 @@ impl Identity {
         password_expiry: PasswordExpiry,
         max_access_token_days: i32,
         served_tenant_ids: Vec<Uuid>,
+        passwords: PasswordSettings,
         meta: &RequestMeta,
     ) -> Result<TenantView> {
         caller.require(Need::ChangeAllTenants)?;
         let name = TenantName::parse("tenant.name", name)?;
         check_max_token_days("tenant.max_access_token_days", max_access_token_days)?;
+        let (rules, lockout) = passwords.parse()?;
         self.check_tenants_exist(&served_tenant_ids).await?;
         let now = self.clock.now();
         let tenant = TenantRecord {
@@ -59,6 +104,10 @@ impl Identity {
             name_key: name.key(),
             password_expiry_days: password_expiry.days(),
             max_access_token_days,
+            min_password_length: rules.min_length() as i32,
+            lockout_failures: lockout.failures(),
+            lockout_seconds: lockout.seconds(),
+            max_lockout_seconds: lockout.max_seconds(),
             served_tenant_ids: dedup(served_tenant_ids),
             create_time: now,
             update_time: now,
@@ -115,6 +164,31 @@ impl Identity {
                 Err(v) => violations.push(v),
             }
         }
+        if patch.min_password_length.is_some()
+            || patch.lockout_failures.is_some()
+            || patch.lockout_seconds.is_some()
+            || patch.max_lockout_seconds.is_some()
+        {
+            // Settings not named keep their values; the longest lock is checked against the first.
+            let current = self
+                .store
+                .get_tenant(tenant_id)
+                .await?
+                .ok_or(Error::NotFound("tenant"))?;
+            let settings = PasswordSettings {
+                min_password_length: patch.min_password_length.unwrap_or(current.min_password_length),
+                lockout_failures: patch.lockout_failures.unwrap_or(current.lockout_failures),
+                lockout_seconds: patch.lockout_seconds.unwrap_or(current.lockout_seconds),
+                max_lockout_seconds: patch.max_lockout_seconds.unwrap_or(current.max_lockout_seconds),
+            };
+            match settings.parse() {
+                Ok((rules, lockout)) => {
+                    changes.min_password_length = Some(rules.min_length() as i32);
+                    changes.lockout = Some((lockout.failures(), lockout.seconds(), lockout.max_seconds()));
+                }
+                Err(mut v) => violations.append(&mut v),
+            }
+        }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
@@ -162,22 +236,33 @@ impl Identity {
         let name = UserName::parse("user.user_name", &new.user_name)
             .map_err(|v| violations.push(v))
             .ok();
-        let password = Password::new_password("password", &new.password)
+        // The rules every tenant shares now, so that every bad field is named at once; the
+        // tenant's own rules and the user's names once the tenant is known.
+        let password = NewPassword::parse("password", &new.password, &PasswordRules::default(), &[])
             .map_err(|v| violations.push(v))
             .ok();
         if let Err(mut v) = new.profile.check("user.") {
             violations.append(&mut v);
         }
-        let (Some(name), Some(password)) = (name, password) else {
+        let (Some(name), Some(_)) = (name, password) else {
             return Err(Error::InvalidArgument(violations));
         };
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        if self.store.get_tenant(new.tenant_id).await?.is_none() {
-            return Err(Error::NotFound("tenant"));
-        }
-        let password_hash = self.hasher.hash(&password).await?;
+        let tenant = self
+            .store
+            .get_tenant(new.tenant_id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        let own_names = [
+            name.as_str(),
+            &new.profile.email,
+            &new.profile.first_name,
+            &new.profile.last_name,
+        ];
+        let password = NewPassword::parse("password", &new.password, &password_rules(&tenant), &own_names)?;
+        let password_hash = self.hasher.hash(password.password()).await?;
         let now = self.clock.now();
         let user = user_record(new.tenant_id, &name, new.profile, new.roles, password_hash, now);
         let audit = Audit::new("user.created", now, meta)
@@ -374,7 +459,7 @@ impl Identity {
 }
 
 /// What a guarded write on a user answers the caller.
-fn user_written(written: UserWrite) -> Result<UserView> {
+pub(crate) fn user_written(written: UserWrite) -> Result<UserView> {
     match written {
         UserWrite::Written(user) => Ok((*user).into()),
         UserWrite::Missing => Err(Error::NotFound("user")),
@@ -407,6 +492,9 @@ pub(crate) fn user_record(
         disabled: false,
         password_hash,
         password_change_time: now,
+        force_change_password: false,
+        failed_login_count: 0,
+        locked_until: None,
         create_time: now,
         update_time: now,
     }

@@ -15,6 +15,12 @@
 //!   [`UserGuard`](crate::store::UserGuard)), so a concurrent promotion cannot slip between.
 //! - Nobody disables, or removes the role of, the last enabled system administrator; the store
 //!   enforces it in the same transaction.
+//! - A session opened with a password that must be changed (expired under the tenant's policy, or
+//!   set by an administrator) may only change it, leave, and ask who it is: [`Need::WhoAmI`],
+//!   [`Need::LogOut`] and [`Need::ChangeOwnPassword`]. Every other need answers
+//!   `PASSWORD_CHANGE_REQUIRED`, so that a use case cannot forget the rule. Sessions opened with a
+//!   user access token or through single sign-on are not restricted: the password is not their
+//!   credential.
 
 use uuid::Uuid;
 
@@ -27,8 +33,15 @@ use crate::store::UserRecord;
 pub(crate) enum Need<'a> {
     /// Read the caller's own account, sessions and tokens.
     ReadOwn,
-    /// End the session the call comes through (logging out).
+    /// End the session the call comes through (revoking it by id).
     LeaveOwnSession,
+    /// Read the caller's own account and session ("who am I").
+    WhoAmI,
+    /// Log out of one of the caller's own sessions: the one the call comes through (`current`),
+    /// or another of theirs, which is a change.
+    LogOut { current: bool },
+    /// Change the caller's own password, proven with the current one.
+    ChangeOwnPassword,
     /// Change the caller's own things: their profile, sessions and access tokens.
     ChangeOwn,
     /// Read what a tenant holds: its administrators and system administrators. The `&str` names
@@ -58,11 +71,18 @@ impl Need<'_> {
         matches!(
             self,
             Self::ChangeOwn
+                | Self::LogOut { current: false }
+                | Self::ChangeOwnPassword
                 | Self::ChangeTenant(_)
                 | Self::ChangeAllTenants
                 | Self::ChangeUser(_)
                 | Self::GrantRoles(_)
         )
+    }
+
+    /// Whether a session whose password must be changed may meet this need.
+    fn allowed_before_password_change(self) -> bool {
+        matches!(self, Self::WhoAmI | Self::LogOut { .. } | Self::ChangeOwnPassword)
     }
 }
 
@@ -79,11 +99,19 @@ impl Caller {
     /// Succeeds when the caller meets `need`; otherwise says why not, without revealing what the
     /// caller may not know exists.
     pub(crate) fn require(&self, need: Need<'_>) -> Result<()> {
+        if self.password_must_change && !need.allowed_before_password_change() {
+            return Err(Error::PasswordChangeRequired);
+        }
         if need.changes() && self.through_access_token() {
             return Err(Error::AccessTokenNotAllowed);
         }
         match need {
-            Need::ReadOwn | Need::LeaveOwnSession | Need::ChangeOwn => Ok(()),
+            Need::ReadOwn
+            | Need::LeaveOwnSession
+            | Need::WhoAmI
+            | Need::LogOut { .. }
+            | Need::ChangeOwnPassword
+            | Need::ChangeOwn => Ok(()),
             Need::ReadTenant(tenant_id, what) => self.administers(tenant_id, what),
             Need::ChangeTenant(tenant_id) => self.administers(tenant_id, "tenant"),
             Need::ReadAllTenants | Need::ChangeAllTenants => {

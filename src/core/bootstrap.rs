@@ -3,7 +3,9 @@ use uuid::Uuid;
 use super::admin::user_record;
 use super::audit::{Audit, RequestMeta};
 use super::{Identity, Result};
-use crate::domain::{Password, PasswordExpiry, Role, Roles, TenantName, UserName, UserProfile};
+use crate::domain::{
+    LockoutPolicy, NewPassword, PasswordExpiry, PasswordRules, Role, Roles, TenantName, UserName, UserProfile,
+};
 use crate::store::TenantRecord;
 
 /// The first tenant and its administrator.
@@ -21,13 +23,14 @@ impl Identity {
     pub async fn bootstrap(&self, request: &BootstrapRequest) -> Result<bool> {
         let tenant_name = TenantName::parse("tenant_name", &request.tenant_name)?;
         let user_name = UserName::parse("user_name", &request.user_name)?;
-        let password = Password::new_password("password", &request.password)?;
+        let own_names = [user_name.as_str(), request.email.as_str()];
+        let password = NewPassword::parse("password", &request.password, &PasswordRules::default(), &own_names)?;
         let profile = UserProfile {
             email: request.email.clone(),
             ..UserProfile::default()
         };
         profile.check("")?;
-        let password_hash = self.hasher.hash(&password).await?;
+        let password_hash = self.hasher.hash(password.password()).await?;
         let now = self.clock.now();
         let tenant = TenantRecord {
             tenant_id: Uuid::now_v7(),
@@ -35,6 +38,10 @@ impl Identity {
             name_key: tenant_name.key(),
             password_expiry_days: PasswordExpiry::default().days(),
             max_access_token_days: 0,
+            min_password_length: PasswordRules::default().min_length() as i32,
+            lockout_failures: LockoutPolicy::default().failures(),
+            lockout_seconds: LockoutPolicy::default().seconds(),
+            max_lockout_seconds: LockoutPolicy::default().max_seconds(),
             served_tenant_ids: Vec::new(),
             create_time: now,
             update_time: now,

@@ -1,5 +1,6 @@
 use uuid::Uuid;
 
+use super::passwords::must_change_password;
 use super::{Error, Identity, RequestMeta, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
 use crate::domain::{Role, Roles};
@@ -19,6 +20,9 @@ pub struct Caller {
     /// The tenant the caller acts in.
     pub(crate) tenant_id: Uuid,
     pub(crate) tenant_name: String,
+    /// The session was opened with a password that must now be changed: the caller may only
+    /// change it, log out and ask who they are (see [`super::authorization`]).
+    pub(crate) password_must_change: bool,
 }
 
 impl Caller {
@@ -28,6 +32,11 @@ impl Caller {
 
     pub(crate) fn has(&self, role: Role) -> bool {
         self.roles().contains(role)
+    }
+
+    /// Whether the caller's session was opened with a password that must now be changed.
+    pub fn password_must_change(&self) -> bool {
+        self.password_must_change
     }
 
     pub(crate) fn user_id(&self) -> Uuid {
@@ -83,6 +92,7 @@ impl Identity {
                 tenant_id: lookup.user.tenant_id,
                 tenant_name: lookup.tenant_name,
                 user: lookup.user,
+                password_must_change: false,
             });
         }
         let token = SessionToken::parse(raw).ok_or(Error::SessionInvalid)?;
@@ -96,7 +106,10 @@ impl Identity {
             return Err(Error::SessionInvalid);
         }
         self.last_use.touch(lookup.session.session_id, now);
+        let password_must_change =
+            must_change_password(lookup.session.kind, &lookup.user, lookup.password_expiry_days, now);
         Ok(Caller {
+            password_must_change,
             session_id: Some(lookup.session.session_id),
             access_token_id: lookup.session.access_token_id,
             tenant_id: lookup.session.tenant_id,

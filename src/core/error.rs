@@ -21,6 +21,7 @@ pub mod reason {
     pub const FAILED_PRECONDITION: &str = "FAILED_PRECONDITION";
     pub const OVERLOADED: &str = "OVERLOADED";
     pub const TOO_MANY_FAILED_LOGINS: &str = "TOO_MANY_FAILED_LOGINS";
+    pub const PASSWORD_CHANGE_REQUIRED: &str = "PASSWORD_CHANGE_REQUIRED";
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL";
@@ -95,6 +96,11 @@ pub enum Error {
     /// `retry_after`. RESOURCE_EXHAUSTED, `TOO_MANY_FAILED_LOGINS`, with a `RetryInfo`.
     #[error("too many failed logins from this address: retry in {} s", .retry_after.as_secs().max(1))]
     TooManyFailedLogins { retry_after: std::time::Duration },
+    /// The session was opened with a password that must be changed (expired, or set by an
+    /// administrator), and this call is not one such a session may make. FAILED_PRECONDITION,
+    /// `PASSWORD_CHANGE_REQUIRED`: change the password with ChangePassword first.
+    #[error("the password must be changed first: call ChangePassword (with this session as the bearer, it stays open)")]
+    PasswordChangeRequired,
     /// The call is part of the contract but not served yet. UNIMPLEMENTED.
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
@@ -140,6 +146,7 @@ impl Error {
             Self::FailedPrecondition(_) => reason::FAILED_PRECONDITION,
             Self::Overloaded => reason::OVERLOADED,
             Self::TooManyFailedLogins { .. } => reason::TOO_MANY_FAILED_LOGINS,
+            Self::PasswordChangeRequired => reason::PASSWORD_CHANGE_REQUIRED,
             Self::Unimplemented(_) => reason::NOT_IMPLEMENTED,
             Self::Unavailable(_) => reason::STORE_UNAVAILABLE,
             Self::Internal(_) => reason::INTERNAL,

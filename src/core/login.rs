@@ -2,11 +2,12 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
+use super::passwords::must_change_password;
 use super::views::{SessionView, TenantView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
-use crate::domain::{Password, PasswordExpiry, SessionKind, UserName};
-use crate::store::{AccessTokenLookup, SessionRecord, TenantRecord, UserRecord};
+use crate::domain::{Password, SessionKind, UserName};
+use crate::store::{AccessTokenLookup, SessionRecord, UserRecord};
 
 /// What a successful login hands back: the user, their tenant, the new session and its token.
 #[derive(Debug)]
@@ -16,16 +17,18 @@ pub struct LoginOutcome {
     pub session: SessionView,
     /// The bearer secret; returned to the caller this once and never stored.
     pub token: SessionToken,
-    /// The password has outlived the tenant's password-expiry policy and must be changed.
+    /// The session was opened with a password that must be changed: it outlived the tenant's
+    /// password-expiry policy, or an administrator set it. The session may only change it.
     pub is_force_change_password: bool,
 }
 
 impl Identity {
     /// Logs a user in with their user name and password and opens a session.
     ///
-    /// Every failure — unknown user, disabled user, wrong password — costs one password check and
-    /// answers [`Error::InvalidCredentials`], so neither the answer nor its timing says which
-    /// user names exist.
+    /// Every failure — unknown user, disabled user, locked account, wrong password — costs one
+    /// password check and answers [`Error::InvalidCredentials`], so neither the answer nor its
+    /// timing says which user names exist or which accounts are locked (see
+    /// [`Self::prove_password`]).
     pub async fn login_with_password(
         &self,
         user_name: &str,
@@ -44,32 +47,8 @@ impl Identity {
                 ));
             }
         };
-        let user = self.store.find_user_by_name(&name.key()).await?;
-        let usable = user.as_ref().filter(|u| !u.disabled);
-        let verified = self
-            .hasher
-            .verify(&password, usable.map(|u| u.password_hash.as_str()))
-            .await?;
-        let now = self.clock.now();
-        let user = match (verified, usable) {
-            (true, Some(user)) => user.clone(),
-            _ => {
-                let failure = match &user {
-                    None => "unknown_user",
-                    Some(u) if u.disabled => "user_disabled",
-                    Some(_) => "wrong_password",
-                };
-                let mut audit = Audit::new("login.failed", now, meta)
-                    .detail("user_name", name.as_str())
-                    .detail("failure", failure);
-                if let Some(u) = &user {
-                    audit = audit.subject(u.user_id).tenant(u.tenant_id);
-                }
-                self.store.insert_audit(&audit.build()).await?;
-                tracing::info!(failure, "login failed");
-                return Err(Error::InvalidCredentials);
-            }
-        };
+        let user = self.prove_password(&name, &password, meta).await?;
+        self.password_login_succeeded(&user, &password).await?;
         self.open_session(user, SessionKind::Password, None, None, meta).await
     }
 
@@ -142,7 +121,7 @@ impl Identity {
         let audit = audit.build();
         self.store.insert_session(&session, &audit).await?;
         tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
-        let is_force_change_password = password_expired(&user, &tenant, now);
+        let is_force_change_password = must_change_password(kind, &user, tenant.password_expiry_days, now);
         Ok(LoginOutcome {
             user: user.into(),
             tenant: tenant.into(),
@@ -159,11 +138,9 @@ impl Identity {
             None => caller.require_session()?,
             Some(id) => id,
         };
-        if Some(target) == caller.session_id {
-            caller.require(Need::LeaveOwnSession)?;
-        } else {
-            caller.require(Need::ChangeOwn)?;
-        }
+        caller.require(Need::LogOut {
+            current: Some(target) == caller.session_id,
+        })?;
         let now = self.clock.now();
         let audit = Audit::new("logout", now, meta)
             .tenant(caller.tenant_id)
@@ -178,10 +155,4 @@ impl Identity {
         tracing::info!(session_id = %target, "logged out");
         Ok(())
     }
-}
-
-pub(crate) fn password_expired(user: &UserRecord, tenant: &TenantRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    PasswordExpiry::from_days(tenant.password_expiry_days)
-        .unwrap_or_default()
-        .is_expired(user.password_change_time, now)
 }

@@ -8,12 +8,14 @@ mod authorization;
 mod bootstrap;
 mod caller;
 pub mod error;
+mod failed_login_limit;
 mod failure_audit;
 mod failure_throttle;
 mod last_use;
 mod liveness;
 mod login;
 mod login_failures;
+mod passwords;
 mod revocation_poll;
 mod sessions;
 mod validation_cache;
@@ -30,11 +32,12 @@ use login_failures::TokenLoginFailures;
 use revocation_poll::RevocationPoll;
 
 pub use access_tokens::NewAccessToken;
-pub use admin::{NewUser, TenantPatch};
+pub use admin::{NewUser, PasswordSettings, TenantPatch};
 pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
+pub use failed_login_limit::FailedLoginAllowance;
 pub use failure_throttle::FailureLimit;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
@@ -72,6 +75,9 @@ pub struct Settings {
     /// token logins are refused for a while; the window is also how long its failures are summed
     /// into one audit event.
     pub token_login_failures: FailureLimit,
+    /// Failed password logins one client address may make within a window before its password
+    /// logins are refused for a while.
+    pub failed_login_allowance: FailedLoginAllowance,
 }
 
 impl Default for Settings {
@@ -84,6 +90,7 @@ impl Default for Settings {
                 failures: 20,
                 window: std::time::Duration::from_secs(60),
             },
+            failed_login_allowance: FailedLoginAllowance::default(),
         }
     }
 }
@@ -102,12 +109,17 @@ pub struct Identity {
     validation_cache_ttl: std::time::Duration,
     revocation_poll: Arc<RevocationPoll>,
     token_login_failures: Arc<TokenLoginFailures>,
+    failed_logins: Arc<failed_login_limit::FailedLoginLimit>,
 }
 
 impl Identity {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let token_login_failures = Arc::new(TokenLoginFailures::new(settings.token_login_failures, clock.clone()));
         Self {
+            failed_logins: Arc::new(failed_login_limit::FailedLoginLimit::new(
+                settings.failed_login_allowance,
+                clock.clone(),
+            )),
             store,
             hasher,
             clock,
@@ -161,6 +173,11 @@ impl Identity {
         if self.hasher.release_idle_memory(idle) {
             tracing::debug!("released idle password-hashing memory");
         }
+    }
+
+    /// Forgets client addresses whose failed-login allowance is whole again. Runs with the flush.
+    pub fn forget_old_login_failures(&self) {
+        self.failed_logins.prune();
     }
 
     /// Writes the last-use times of sessions and tokens noted since the previous flush.

@@ -3,10 +3,11 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
+use super::passwords::must_change_password;
 use super::views::{SessionView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::SessionToken;
-use crate::domain::{PageRequest, PageToken, PasswordExpiry};
+use crate::domain::{PageRequest, PageToken};
 use crate::store::{SessionRecord, SessionsOf};
 
 /// The answer to "is this session valid, and whose is it".
@@ -46,14 +47,18 @@ impl Identity {
             return Ok(None);
         }
         self.last_use.touch(lookup.session.session_id, now);
-        let policy = PasswordExpiry::from_days(lookup.password_expiry_days).unwrap_or_default();
         Ok(Some(SessionValidity {
             session_id: lookup.session.session_id,
             user_id: lookup.user.user_id,
             tenant_id: lookup.session.tenant_id,
             user_name: lookup.user.user_name.clone(),
             expire_time: lookup.session.expire_time,
-            is_force_change_password: policy.is_expired(lookup.user.password_change_time, now),
+            is_force_change_password: must_change_password(
+                lookup.session.kind,
+                &lookup.user,
+                lookup.password_expiry_days,
+                now,
+            ),
             impersonator_user_id: lookup.session.impersonator_user_id,
         }))
     }
@@ -61,7 +66,7 @@ impl Identity {
     /// "Who am I": the caller's user, the name of the tenant they act in, and their current
     /// session (none when the caller uses an access token directly).
     pub async fn current_user(&self, caller: &Caller) -> Result<(UserView, String, Option<SessionView>)> {
-        caller.require(Need::ReadOwn)?;
+        caller.require(Need::WhoAmI)?;
         let session = match caller.session_id {
             Some(id) => Some(self.store.get_session(id).await?.ok_or(Error::SessionInvalid)?),
             None => None,

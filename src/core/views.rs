@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{PasswordExpiry, Roles, SessionKind, UserProfile};
+use crate::domain::{LockoutPolicy, PasswordExpiry, PasswordRules, Roles, SessionKind, UserProfile};
 use crate::store::{ServiceAccountRecord, SessionRecord, TenantRecord, UserRecord};
 
 /// A tenant.
@@ -17,18 +17,26 @@ pub struct TenantView {
     pub served_tenant_ids: Vec<Uuid>,
     /// Longest user-access-token lifetime in days; 0 for no cap.
     pub max_access_token_days: i32,
+    pub password_rules: PasswordRules,
+    pub lockout: LockoutPolicy,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
 }
 
 impl From<TenantRecord> for TenantView {
     fn from(t: TenantRecord) -> Self {
+        let (password_rules, lockout) = (
+            super::passwords::password_rules(&t),
+            super::passwords::lockout_policy(&t),
+        );
         Self {
             tenant_id: t.tenant_id,
             name: t.name,
             password_expiry: PasswordExpiry::from_days(t.password_expiry_days).unwrap_or_default(),
             served_tenant_ids: t.served_tenant_ids,
             max_access_token_days: t.max_access_token_days,
+            password_rules,
+            lockout,
             create_time: t.create_time,
             update_time: t.update_time,
         }
@@ -45,6 +53,13 @@ pub struct UserView {
     pub roles: Roles,
     pub disabled: bool,
     pub password_change_time: DateTime<Utc>,
+    /// An administrator set the password and it has not been changed since.
+    pub force_change_password: bool,
+    /// Consecutive failed password logins since the last successful one; at
+    /// [`crate::domain::MAX_CONSECUTIVE_FAILURES`] the account stays locked until unlocked.
+    pub failed_login_count: i32,
+    /// The end of the latest temporary lock; password logins are refused while it is to come.
+    pub locked_until: Option<DateTime<Utc>>,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
 }
@@ -59,6 +74,9 @@ impl From<UserRecord> for UserView {
             roles: Roles::from_bits(u.roles),
             disabled: u.disabled,
             password_change_time: u.password_change_time,
+            force_change_password: u.force_change_password,
+            failed_login_count: u.failed_login_count,
+            locked_until: u.locked_until,
             create_time: u.create_time,
             update_time: u.update_time,
         }

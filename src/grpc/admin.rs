@@ -1,10 +1,10 @@
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, from_timestamp, password_expiry_from, roles_from};
+use super::convert::{self, from_timestamp, password_expiry_from, roles_from, whole_seconds};
 use super::error::to_status;
 use super::pb;
 use super::request::{authenticated, parse_id, parse_optional_id};
-use crate::core::{Error, Identity, NewUser, TenantPatch};
+use crate::core::{Error, Identity, NewUser, PasswordSettings, TenantPatch};
 use crate::domain::{AuditFilter, PageRequest, ProfilePatch, UserProfile};
 
 pub struct AdminApi {
@@ -54,9 +54,23 @@ impl pb::admin_service_server::AdminService for AdminApi {
             let t = req.tenant.ok_or_else(|| Error::invalid("tenant", "is required"))?;
             let expiry = password_expiry_from("tenant.password_expiry", t.password_expiry)?;
             let served = parse_ids("tenant.served_tenant_ids", &t.served_tenant_ids)?;
+            let passwords = PasswordSettings {
+                min_password_length: t.min_password_length,
+                lockout_failures: t.lockout_failures,
+                lockout_seconds: whole_seconds("tenant.lockout_duration", t.lockout_duration.as_ref())?,
+                max_lockout_seconds: whole_seconds("tenant.max_lockout_duration", t.max_lockout_duration.as_ref())?,
+            };
             let tenant = self
                 .identity
-                .create_tenant(&caller, &t.name, expiry, t.max_access_token_days, served, &meta)
+                .create_tenant(
+                    &caller,
+                    &t.name,
+                    expiry,
+                    t.max_access_token_days,
+                    served,
+                    passwords,
+                    &meta,
+                )
                 .await?;
             Ok(pb::CreateTenantResponse {
                 tenant: Some(convert::tenant(tenant)),
@@ -92,7 +106,16 @@ impl pb::admin_service_server::AdminService for AdminApi {
             let tenant_id = parse_id("tenant.tenant_id", &t.tenant_id)?;
             let paths = mask_paths(
                 req.update_mask,
-                &["name", "password_expiry", "served_tenant_ids", "max_access_token_days"],
+                &[
+                    "name",
+                    "password_expiry",
+                    "served_tenant_ids",
+                    "max_access_token_days",
+                    "min_password_length",
+                    "lockout_failures",
+                    "lockout_duration",
+                    "max_lockout_duration",
+                ],
             )?;
             let mut patch = TenantPatch::default();
             for path in &paths {
@@ -104,7 +127,19 @@ impl pb::admin_service_server::AdminService for AdminApi {
                     "served_tenant_ids" => {
                         patch.served_tenant_ids = Some(parse_ids("tenant.served_tenant_ids", &t.served_tenant_ids)?)
                     }
-                    _ => patch.max_access_token_days = Some(t.max_access_token_days),
+                    "max_access_token_days" => patch.max_access_token_days = Some(t.max_access_token_days),
+                    "min_password_length" => patch.min_password_length = Some(t.min_password_length),
+                    "lockout_failures" => patch.lockout_failures = Some(t.lockout_failures),
+                    "lockout_duration" => {
+                        patch.lockout_seconds =
+                            Some(whole_seconds("tenant.lockout_duration", t.lockout_duration.as_ref())?)
+                    }
+                    _ => {
+                        patch.max_lockout_seconds = Some(whole_seconds(
+                            "tenant.max_lockout_duration",
+                            t.max_lockout_duration.as_ref(),
+                        )?)
+                    }
                 }
             }
             let tenant = self.identity.update_tenant(&caller, tenant_id, patch, &meta).await?;
@@ -268,6 +303,43 @@ impl pb::admin_service_server::AdminService for AdminApi {
             let roles = roles_from("roles", &req.roles)?;
             let user = self.identity.set_user_roles(&caller, user_id, roles, &meta).await?;
             Ok(pb::SetUserRolesResponse {
+                user: Some(convert::user(user)),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn set_user_password(
+        &self,
+        request: Request<pb::SetUserPasswordRequest>,
+    ) -> Result<Response<pb::SetUserPasswordResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let user_id = parse_id("user_id", &req.user_id)?;
+            let user = self
+                .identity
+                .set_user_password(&caller, user_id, &req.password, !req.skip_force_change_password, &meta)
+                .await?;
+            Ok(pb::SetUserPasswordResponse {
+                user: Some(convert::user(user)),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn unlock_user(
+        &self,
+        request: Request<pb::UnlockUserRequest>,
+    ) -> Result<Response<pb::UnlockUserResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let user = self
+                .identity
+                .unlock_user(&caller, parse_id("user_id", &req.user_id)?, &meta)
+                .await?;
+            Ok(pb::UnlockUserResponse {
                 user: Some(convert::user(user)),
             })
         }

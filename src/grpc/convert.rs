@@ -21,6 +21,22 @@ pub fn from_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, Error
         .ok_or_else(|| Error::invalid(field, "is not a valid timestamp"))
 }
 
+fn seconds(s: i32) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::from(s),
+        nanos: 0,
+    }
+}
+
+/// A duration of whole seconds; unset is 0 (the default).
+pub fn whole_seconds(field: &str, d: Option<&prost_types::Duration>) -> Result<i32, Error> {
+    let Some(d) = d else { return Ok(0) };
+    if d.nanos != 0 || d.seconds < 0 {
+        return Err(Error::invalid(field, "must be a whole, positive number of seconds"));
+    }
+    Ok(i32::try_from(d.seconds).unwrap_or(i32::MAX))
+}
+
 pub fn role(r: Role) -> pb::Role {
     match r {
         Role::SystemAdmin => pb::Role::SystemAdmin,
@@ -87,6 +103,10 @@ pub fn tenant(t: TenantView) -> pb::Tenant {
         max_access_token_days: t.max_access_token_days,
         create_time: Some(timestamp(t.create_time)),
         update_time: Some(timestamp(t.update_time)),
+        min_password_length: t.password_rules.min_length() as i32,
+        lockout_failures: t.lockout.failures(),
+        lockout_duration: Some(seconds(t.lockout.seconds())),
+        max_lockout_duration: Some(seconds(t.lockout.max_seconds())),
     }
 }
 
@@ -107,6 +127,9 @@ pub fn user(u: UserView) -> pb::User {
         password_change_time: Some(timestamp(u.password_change_time)),
         create_time: Some(timestamp(u.create_time)),
         update_time: Some(timestamp(u.update_time)),
+        force_change_password: u.force_change_password,
+        failed_login_count: u.failed_login_count,
+        locked_until: u.locked_until.map(timestamp),
     }
 }
 

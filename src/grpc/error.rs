@@ -46,7 +46,7 @@ pub fn to_status(error: Error) -> Status {
         Error::ConcurrentChange(_) => Code::Aborted,
         Error::NotFound(_) => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
-        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::FailedPrecondition(_) | Error::PasswordChangeRequired => Code::FailedPrecondition,
         Error::Overloaded | Error::TooManyFailedLogins { .. } => Code::ResourceExhausted,
         Error::Unimplemented(_) => Code::Unimplemented,
         Error::Unavailable(_) => Code::Unavailable,
@@ -68,6 +68,9 @@ pub fn to_status(error: Error) -> Status {
     ))];
     if matches!(error, Error::Unavailable(_) | Error::Overloaded) {
         details.push(ErrorDetail::from(RetryInfo::new(Some(RETRY_DELAY))));
+    }
+    if let Error::TooManyFailedLogins { retry_after } = &error {
+        details.push(ErrorDetail::from(RetryInfo::new(Some(*retry_after))));
     }
     if let Error::InvalidArgument(violations) = &error {
         let violations: Vec<FieldViolation> = violations

@@ -3,7 +3,7 @@ use tonic::{Request, Response, Status};
 use super::convert::login_response;
 use super::error::to_status;
 use super::pb;
-use super::request::{authenticated, meta, parse_optional_id};
+use super::request::{authenticated, bearer, meta, parse_optional_id};
 use crate::core::{Error, Identity};
 
 pub struct LoginApi {
@@ -89,8 +89,28 @@ impl pb::login_service_server::LoginService for LoginApi {
 
     async fn change_password(
         &self,
-        _: Request<pb::ChangePasswordRequest>,
+        request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
-        Err(unimplemented("ChangePassword"))
+        let result = async {
+            // The metadata is optional: when it names one of the user's sessions, that one stays open.
+            let meta = meta(&request);
+            let caller = match bearer(&request)? {
+                Some(token) => Some(self.identity.authenticate(Some(token), &meta).await?),
+                None => None,
+            };
+            let req = request.into_inner();
+            self.identity
+                .change_password(
+                    caller.as_ref(),
+                    &req.user_name,
+                    &req.current_password,
+                    &req.new_password,
+                    &meta,
+                )
+                .await?;
+            Ok(pb::ChangePasswordResponse {})
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 }

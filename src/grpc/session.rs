@@ -60,6 +60,7 @@ impl pb::session_service_server::SessionService for SessionApi {
                 user: Some(convert::user(user)),
                 organization_name,
                 session: session.map(convert::session),
+                is_force_change_password: caller.password_must_change(),
             })
         }
         .await;

@@ -61,6 +61,7 @@ pub trait Dialect:
     + Reads<ServiceAccountRecord>
     + Reads<AuditEvent>
     + Reads<(i64,)>
+    + Reads<(i32,)>
     + Reads<(Uuid,)>
     + Reads<(Uuid, String, String)>
 {

@@ -19,8 +19,9 @@ use uuid::Uuid;
 pub use dialect::{Dialect, LastUseOf};
 pub use error::StoreError;
 pub use records::{
-    AccessTokenLookup, AccessTokenRecord, ServiceAccountRecord, SessionLookup, SessionRecord, SessionsOf,
-    TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord, UserWrite,
+    AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionLookup,
+    SessionRecord, SessionsOf, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord,
+    UserWrite,
 };
 pub use sql::SqlStore;
 
@@ -68,6 +69,45 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite>;
     /// Replaces a user's roles.
     async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite>;
+
+    /// Counts a failed password login against a user and records `audit`, unless the account is
+    /// locked at the event's time (an attempt refused by a lock is no guess and must not lengthen
+    /// it) or already has the most consecutive failures. Returns the consecutive failures after
+    /// this one, or `None` when it was not counted. The count is incremented in SQL, so that
+    /// concurrent failures on every instance all count.
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        max_failures: i32,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<i32>>;
+    /// Refuses a user's password logins until `until`, unless they are already refused longer.
+    async fn lock_user(&self, user_id: Uuid, until: DateTime<Utc>, audit: &AuditEvent) -> StoreResult<()>;
+    /// After a successful password login: clears the user's failure count and lock when
+    /// `reset_failures`, and replaces a hash made with other parameters when `rehash` says so
+    /// (only while that hash is still the stored one).
+    async fn record_login_success(
+        &self,
+        user_id: Uuid,
+        reset_failures: bool,
+        rehash: Option<&PasswordRehash>,
+    ) -> StoreResult<()>;
+    /// Sets a user's password as they asked, proven with the current one: only while the current
+    /// hash is still `change.old_hash`. Clears the must-change mark, the failure count and the
+    /// lock, and ends every open session of the user but `change.keep_session`. Returns false,
+    /// changing nothing, when the hash was changed meanwhile.
+    async fn change_password(&self, change: &PasswordChange, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Sets a user's password as an administrator, marking whether it must be changed at the next
+    /// login; clears the failure count and the lock, and ends every open session of the user.
+    async fn set_user_password(
+        &self,
+        guard: &UserGuard,
+        password_hash: &str,
+        force_change: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<UserWrite>;
+    /// Clears a user's failure count and lock.
+    async fn unlock_user(&self, guard: &UserGuard, audit: &AuditEvent) -> StoreResult<UserWrite>;
 
     async fn insert_service_account(&self, account: &ServiceAccountRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn list_service_accounts(&self, tenant_id: Uuid, page: PageRequest)

@@ -20,6 +20,14 @@ pub struct TenantRecord {
     pub password_expiry_days: Option<i32>,
     /// Longest user-access-token lifetime in days; 0 for no cap.
     pub max_access_token_days: i32,
+    /// Fewest characters a new password may have.
+    pub min_password_length: i32,
+    /// Consecutive failed logins that lock an account.
+    pub lockout_failures: i32,
+    /// The first lock's length, in seconds; it doubles with each further failure.
+    pub lockout_seconds: i32,
+    /// The longest lock, in seconds.
+    pub max_lockout_seconds: i32,
     /// Read from `served_tenants`, not from the tenant row.
     #[sqlx(skip)]
     pub served_tenant_ids: Vec<Uuid>,
@@ -39,6 +47,9 @@ pub struct TenantChanges {
     pub password_expiry_days: Option<Option<i32>>,
     pub max_access_token_days: Option<i32>,
     pub served_tenant_ids: Option<Vec<Uuid>>,
+    pub min_password_length: Option<i32>,
+    /// The new lockout settings: failures, seconds and longest seconds, together.
+    pub lockout: Option<(i32, i32, i32)>,
 }
 
 /// A user row.
@@ -58,10 +69,37 @@ pub struct UserRecord {
     pub password_hash: String,
     #[sqlx(try_from = "StoredTime")]
     pub password_change_time: DateTime<Utc>,
+    /// An administrator set the password: it must be changed at the next login.
+    pub force_change_password: bool,
+    /// Consecutive failed password logins since the last successful one.
+    pub failed_login_count: i32,
+    /// The end of the latest temporary lock after failed logins.
+    #[sqlx(try_from = "StoredOptionalTime")]
+    pub locked_until: Option<DateTime<Utc>>,
     #[sqlx(try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
     #[sqlx(try_from = "StoredTime")]
     pub update_time: DateTime<Utc>,
+}
+
+/// A user's own password change, proven with the current password.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub user_id: Uuid,
+    /// The hash the current password was checked against: the change happens only while it is
+    /// still the stored one, so that of two concurrent changes one wins.
+    pub old_hash: String,
+    pub new_hash: String,
+    /// The session the change comes through, which stays open; every other one ends.
+    pub keep_session: Option<Uuid>,
+}
+
+/// A stored hash made with other argon2 parameters, and the same password hashed with the current
+/// ones to replace it.
+#[derive(Debug, Clone)]
+pub struct PasswordRehash {
+    pub old_hash: String,
+    pub new_hash: String,
 }
 
 /// Reads a domain type, which knows no SQL, from a row: `from_row!(Type, |row| expression)`.

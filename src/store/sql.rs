@@ -12,9 +12,9 @@ use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
 use super::sqlite::DatabaseFile;
 use super::time::{StoredTime, stored};
 use super::{
-    AccessTokenLookup, AccessTokenRecord, ServiceAccountRecord, SessionLookup, SessionRecord, SessionsOf, Store,
-    StoreError, StoreResult, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord,
-    UserWrite,
+    AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionLookup,
+    SessionRecord, SessionsOf, Store, StoreError, StoreResult, TenantChanges, TenantRecord, TokenChanges,
+    TokenRotation, UserGuard, UserRecord, UserWrite,
 };
 use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
 
@@ -162,7 +162,8 @@ where
     async fn insert_tenant_in(conn: &mut DB::Connection, t: &TenantRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO tenants (tenant_id, name, name_key, password_expiry_days, max_access_token_days, \
-             create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             create_time, update_time, min_password_length, lockout_failures, lockout_seconds, \
+             max_lockout_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .arg(t.tenant_id)
         .arg(t.name.as_str())
@@ -171,6 +172,10 @@ where
         .arg(t.max_access_token_days)
         .arg(StoredTime(t.create_time))
         .arg(StoredTime(t.update_time))
+        .arg(t.min_password_length)
+        .arg(t.lockout_failures)
+        .arg(t.lockout_seconds)
+        .arg(t.max_lockout_seconds)
         .execute(&mut *conn)
         .await
         .map_err(unique("tenant.name"))?;
@@ -247,6 +252,25 @@ where
         };
         sqlx::query(sql).arg(owner).arg(StoredTime(at)).execute(conn).await?;
         Ok(())
+    }
+
+    /// Ends the open sessions of a user but `keep`, at `at`; returns how many ended.
+    async fn end_user_sessions_in(
+        conn: &mut DB::Connection,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let ended = sqlx::query(
+            "UPDATE sessions SET end_time = $3 WHERE user_id = $1 AND end_time IS NULL \
+             AND ($2 IS NULL OR session_id <> $2)",
+        )
+        .arg(user_id)
+        .arg(keep)
+        .arg(StoredTime(at))
+        .execute(conn)
+        .await?;
+        Ok(DB::rows_affected(&ended))
     }
 
     /// Runs `update` (an `UPDATE users … WHERE user_id = $1 AND roles = $2 RETURNING *`) under
@@ -378,8 +402,10 @@ where
         let row = sqlx::query(
             "UPDATE tenants SET name = COALESCE($2, name), name_key = COALESCE($3, name_key), \
              password_expiry_days = CASE WHEN $4 THEN $5 ELSE password_expiry_days END, \
-             max_access_token_days = COALESCE($6, max_access_token_days), update_time = $7 \
-             WHERE tenant_id = $1 RETURNING *",
+             max_access_token_days = COALESCE($6, max_access_token_days), update_time = $7, \
+             min_password_length = COALESCE($8, min_password_length), \
+             lockout_failures = COALESCE($9, lockout_failures), lockout_seconds = COALESCE($10, lockout_seconds), \
+             max_lockout_seconds = COALESCE($11, max_lockout_seconds) WHERE tenant_id = $1 RETURNING *",
         )
         .arg(tenant_id)
         .arg(name)
@@ -388,6 +414,10 @@ where
         .arg(changes.password_expiry_days.flatten())
         .arg(changes.max_access_token_days)
         .arg(StoredTime(audit.time))
+        .arg(changes.min_password_length)
+        .arg(changes.lockout.map(|l| l.0))
+        .arg(changes.lockout.map(|l| l.1))
+        .arg(changes.lockout.map(|l| l.2))
         .fetch_optional(&mut *tx)
         .await
         .map_err(unique("tenant.name"))?;
@@ -466,6 +496,117 @@ where
                 .arg(guard.roles)
                 .arg(roles)
                 .arg(StoredTime(audit.time));
+        self.write_user(guard, update, false, audit).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        max_failures: i32,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<i32>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE users SET failed_login_count = failed_login_count + 1 WHERE user_id = $1 \
+             AND failed_login_count < $2 AND (locked_until IS NULL OR locked_until <= $3) \
+             RETURNING failed_login_count",
+        )
+        .arg(user_id)
+        .arg(max_failures)
+        .arg(StoredTime(audit.time))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let failures = Self::optional::<(i32,)>(row)?.map(|(n,)| n);
+        Self::commit(tx, audit).await?;
+        Ok(failures)
+    }
+
+    async fn lock_user(&self, user_id: Uuid, until: DateTime<Utc>, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE users SET locked_until = $2 WHERE user_id = $1 AND (locked_until IS NULL OR locked_until < $2)",
+        )
+        .arg(user_id)
+        .arg(StoredTime(until))
+        .execute(&mut *tx)
+        .await?;
+        Self::commit(tx, audit).await
+    }
+
+    async fn record_login_success(
+        &self,
+        user_id: Uuid,
+        reset_failures: bool,
+        rehash: Option<&PasswordRehash>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        if reset_failures {
+            sqlx::query("UPDATE users SET failed_login_count = 0, locked_until = NULL WHERE user_id = $1")
+                .arg(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(rehash) = rehash {
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE user_id = $1 AND password_hash = $3")
+                .arg(user_id)
+                .arg(rehash.new_hash.as_str())
+                .arg(rehash.old_hash.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn change_password(&self, change: &PasswordChange, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE users SET password_hash = $2, password_change_time = $3, force_change_password = $4, \
+             failed_login_count = 0, locked_until = NULL, update_time = $3 WHERE user_id = $1 AND password_hash = $5",
+        )
+        .arg(change.user_id)
+        .arg(change.new_hash.as_str())
+        .arg(StoredTime(audit.time))
+        .arg(false)
+        .arg(change.old_hash.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&changed) == 0 {
+            return Ok(false);
+        }
+        Self::end_user_sessions_in(&mut tx, change.user_id, change.keep_session, audit.time).await?;
+        Self::commit(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn set_user_password(
+        &self,
+        guard: &UserGuard,
+        password_hash: &str,
+        force_change: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<UserWrite> {
+        let update = sqlx::query(
+            "UPDATE users SET password_hash = $3, password_change_time = $4, force_change_password = $5, \
+             failed_login_count = 0, locked_until = NULL, update_time = $4 WHERE user_id = $1 AND roles = $2 \
+             RETURNING *",
+        )
+        .arg(guard.user_id)
+        .arg(guard.roles)
+        .arg(password_hash)
+        .arg(StoredTime(audit.time))
+        .arg(force_change);
+        self.write_user(guard, update, true, audit).await
+    }
+
+    async fn unlock_user(&self, guard: &UserGuard, audit: &AuditEvent) -> StoreResult<UserWrite> {
+        let update = sqlx::query(
+            "UPDATE users SET failed_login_count = 0, locked_until = NULL, update_time = $3 \
+             WHERE user_id = $1 AND roles = $2 RETURNING *",
+        )
+        .arg(guard.user_id)
+        .arg(guard.roles)
+        .arg(StoredTime(audit.time));
         self.write_user(guard, update, false, audit).await
     }
 
@@ -555,17 +696,9 @@ where
 
     async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditEvent) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let ended = sqlx::query(
-            "UPDATE sessions SET end_time = $3 WHERE user_id = $1 AND end_time IS NULL \
-             AND ($2 IS NULL OR session_id <> $2)",
-        )
-        .arg(user_id)
-        .arg(keep)
-        .arg(StoredTime(audit.time))
-        .execute(&mut *tx)
-        .await?;
+        let ended = Self::end_user_sessions_in(&mut tx, user_id, keep, audit.time).await?;
         Self::commit(tx, audit).await?;
-        Ok(DB::rows_affected(&ended))
+        Ok(ended)
     }
 
     async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {

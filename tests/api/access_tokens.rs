@@ -339,9 +339,9 @@ async fn names_are_unique_per_user_and_can_be_changed(env: TestEnv) {
     create(&app, &app.admin_token, "deploy", None).await.unwrap();
     let duplicate = create(&app, &app.admin_token, "CI", None).await.unwrap_err();
     assert_already_exists(&duplicate, "user_access_token_name");
-    app.create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+    app.create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
-    let jim = app.login_ok("jim@example.com", "jim's password").await.session_token;
+    let jim = app.login_ok("jim@example.com", "his own password").await.session_token;
     create(&app, &jim, "ci", None)
         .await
         .expect("another user may use the same name");
@@ -384,25 +384,28 @@ async fn tokens_are_visible_to_their_owner_and_administrators_only(env: TestEnv)
     app.create_user(
         &acme.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
-    app.create_user(&acme.tenant_id, "jim@acme.com", "jim's password", &[])
+    app.create_user(&acme.tenant_id, "jim@acme.com", "his own password", &[])
         .await;
-    app.create_user(&acme.tenant_id, "ann@acme.com", "ann's password", &[])
+    app.create_user(&acme.tenant_id, "ann@acme.com", "her own password", &[])
         .await;
     app.create_user(
         &app.admin_tenant_id,
         "eve@example.com",
-        "eve's password",
+        "her secret phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await.session_token;
-    let jim = app.login_ok("jim@acme.com", "jim's password").await.session_token;
-    let ann = app.login_ok("ann@acme.com", "ann's password").await.session_token;
-    let eve = app.login_ok("eve@example.com", "eve's password").await.session_token;
+    let boss = app
+        .login_ok("boss@acme.com", "the chief's pass phrase")
+        .await
+        .session_token;
+    let jim = app.login_ok("jim@acme.com", "his own password").await.session_token;
+    let ann = app.login_ok("ann@acme.com", "her own password").await.session_token;
+    let eve = app.login_ok("eve@example.com", "her secret phrase").await.session_token;
     create(&app, &jim, "ci", None).await.unwrap();
 
     assert_eq!(get(&app, &jim, "ci", "").await.unwrap().user_name, "jim@acme.com");
@@ -439,9 +442,9 @@ async fn tokens_are_visible_to_their_owner_and_administrators_only(env: TestEnv)
 async fn disabled_users_tokens_do_not_work(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let jim = app
-        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
-    let jim_token = app.login_ok("jim@example.com", "jim's password").await.session_token;
+    let jim_token = app.login_ok("jim@example.com", "his own password").await.session_token;
     let secret = create(&app, &jim_token, "ci", None).await.unwrap().token;
     let session = token_login(&app, &secret).await.unwrap().session_token;
     app.admin

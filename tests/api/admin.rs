@@ -31,11 +31,11 @@ async fn only_system_administrators_create_tenants(env: TestEnv) {
     app.create_user(
         &tenant.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await;
+    let boss = app.login_ok("boss@acme.com", "the chief's pass phrase").await;
     let request = pb::CreateTenantRequest {
         tenant: Some(pb::Tenant {
             name: "Other".into(),
@@ -70,7 +70,7 @@ async fn only_system_administrators_create_tenants(env: TestEnv) {
 async fn user_names_are_unique_across_tenants(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let acme = app.create_tenant("Acme").await;
-    app.create_user(&acme.tenant_id, "jim@acme.com", "jim's password", &[])
+    app.create_user(&acme.tenant_id, "jim@acme.com", "his own password", &[])
         .await;
     let request = pb::CreateUserRequest {
         user: Some(pb::User {
@@ -152,12 +152,12 @@ async fn tenants_are_invisible_across_the_boundary(env: TestEnv) {
     app.create_user(
         &acme.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
     let worker = app
-        .create_user(&acme.tenant_id, "worker@acme.com", "worker password", &[])
+        .create_user(&acme.tenant_id, "worker@acme.com", "a staff pass phrase", &[])
         .await;
     let other = app
         .create_user(
@@ -167,8 +167,14 @@ async fn tenants_are_invisible_across_the_boundary(env: TestEnv) {
             &[pb::Role::TenantAdmin],
         )
         .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await.session_token;
-    let worker_token = app.login_ok("worker@acme.com", "worker password").await.session_token;
+    let boss = app
+        .login_ok("boss@acme.com", "the chief's pass phrase")
+        .await
+        .session_token;
+    let worker_token = app
+        .login_ok("worker@acme.com", "a staff pass phrase")
+        .await
+        .session_token;
 
     let get = |token: String, user_id: String| {
         let mut admin = app.admin.clone();
@@ -279,9 +285,9 @@ async fn users_are_listed_page_by_page(env: TestEnv) {
 async fn users_update_their_profile_through_a_mask(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let user = app
-        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
-    let token = app.login_ok("jim@example.com", "jim's password").await.session_token;
+    let token = app.login_ok("jim@example.com", "his own password").await.session_token;
     let change = pb::User {
         user_id: user.user_id.clone(),
         first_name: "James".into(),
@@ -343,9 +349,9 @@ async fn users_update_their_profile_through_a_mask(env: TestEnv) {
 async fn disabling_a_user_ends_their_sessions_and_logins(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let user = app
-        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
-    let token = app.login_ok("jim@example.com", "jim's password").await.session_token;
+    let token = app.login_ok("jim@example.com", "his own password").await.session_token;
     let disabled = app
         .admin
         .clone()
@@ -361,7 +367,7 @@ async fn disabling_a_user_ends_their_sessions_and_logins(env: TestEnv) {
     assert!(disabled.user.unwrap().disabled);
     assert!(!app.validate(&token).await.valid);
     assert_error(
-        &app.login("jim@example.com", "jim's password").await.unwrap_err(),
+        &app.login("jim@example.com", "his own password").await.unwrap_err(),
         Code::Unauthenticated,
         "INVALID_CREDENTIALS",
     );
@@ -376,7 +382,7 @@ async fn disabling_a_user_ends_their_sessions_and_logins(env: TestEnv) {
         .await
         .unwrap();
     assert!(!app.validate(&token).await.valid, "ended sessions stay ended");
-    app.login_ok("jim@example.com", "jim's password").await;
+    app.login_ok("jim@example.com", "his own password").await;
     let myself = pb::DisableUserRequest {
         user_id: app.admin_user_id.clone(),
     };
@@ -396,14 +402,17 @@ async fn roles_are_granted_only_by_their_holders(env: TestEnv) {
     app.create_user(
         &acme.tenant_id,
         "boss@acme.com",
-        "boss password",
+        "the chief's pass phrase",
         &[pb::Role::TenantAdmin],
     )
     .await;
     let worker = app
-        .create_user(&acme.tenant_id, "worker@acme.com", "worker password", &[])
+        .create_user(&acme.tenant_id, "worker@acme.com", "a staff pass phrase", &[])
         .await;
-    let boss = app.login_ok("boss@acme.com", "boss password").await.session_token;
+    let boss = app
+        .login_ok("boss@acme.com", "the chief's pass phrase")
+        .await
+        .session_token;
     let grant = |roles: Vec<pb::Role>, token: String| {
         let mut admin = app.admin.clone();
         let request = pb::SetUserRolesRequest {
@@ -561,11 +570,11 @@ async fn service_accounts_are_created_and_listed(env: TestEnv) {
 async fn audit_events_are_filtered(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let jim = app
-        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
     let start = app.clock_now();
     app.clock.advance(chrono::Duration::minutes(1));
-    app.login_ok("jim@example.com", "jim's password").await;
+    app.login_ok("jim@example.com", "his own password").await;
     app.login("jim@example.com", "wrong password").await.unwrap_err();
     let list = |request: pb::ListAuditEventsRequest| {
         let mut admin = app.admin.clone();
@@ -596,7 +605,7 @@ async fn audit_events_are_filtered(env: TestEnv) {
     })
     .await;
     assert_eq!(later.len(), 2, "the creation came before the start time");
-    let jim_token = app.login_ok("jim@example.com", "jim's password").await.session_token;
+    let jim_token = app.login_ok("jim@example.com", "his own password").await.session_token;
     let status = app
         .admin
         .clone()

@@ -25,7 +25,11 @@ use tonic_types::StatusExt;
 use crate::support::app::{TestApp, TestEnv, bearer};
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
-    tests![every_rpc_has_a_row, every_rpc_answers_every_caller_as_the_rules_say]
+    tests![
+        every_rpc_has_a_row,
+        every_rpc_answers_every_caller_as_the_rules_say,
+        a_session_whose_password_must_change_may_only_change_it
+    ]
 }
 
 /// How the caller authenticates.
@@ -74,6 +78,7 @@ const DENIED: Outcome = Err((Code::PermissionDenied, "PERMISSION_DENIED"));
 const NOT_FOUND: Outcome = Err((Code::NotFound, "NOT_FOUND"));
 const UNIMPLEMENTED: Outcome = Err((Code::Unimplemented, "NOT_IMPLEMENTED"));
 const OWN_ACCOUNT: Outcome = Err((Code::FailedPrecondition, "FAILED_PRECONDITION"));
+const CHANGE_PASSWORD_FIRST: Outcome = Err((Code::FailedPrecondition, "PASSWORD_CHANGE_REQUIRED"));
 
 /// One row per way of calling an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,12 +118,14 @@ enum Rpc {
     DisableUser,
     EnableUser,
     SetUserRoles,
+    SetUserPassword,
+    UnlockUser,
     CreateServiceAccount,
     ListServiceAccounts,
     ListAuditEvents,
 }
 
-const ROWS: [Rpc; 38] = [
+const ROWS: [Rpc; 40] = [
     Rpc::Login,
     Rpc::StartSso,
     Rpc::LoginSso,
@@ -154,6 +161,8 @@ const ROWS: [Rpc; 38] = [
     Rpc::DisableUser,
     Rpc::EnableUser,
     Rpc::SetUserRoles,
+    Rpc::SetUserPassword,
+    Rpc::UnlockUser,
     Rpc::CreateServiceAccount,
     Rpc::ListServiceAccounts,
     Rpc::ListAuditEvents,
@@ -208,6 +217,8 @@ impl Rpc {
             DisableUser => "identity.v1.AdminService/DisableUser",
             EnableUser => "identity.v1.AdminService/EnableUser",
             SetUserRoles => "identity.v1.AdminService/SetUserRoles",
+            SetUserPassword => "identity.v1.AdminService/SetUserPassword",
+            UnlockUser => "identity.v1.AdminService/UnlockUser",
             CreateServiceAccount => "identity.v1.AdminService/CreateServiceAccount",
             ListServiceAccounts => "identity.v1.AdminService/ListServiceAccounts",
             ListAuditEvents => "identity.v1.AdminService/ListAuditEvents",
@@ -226,7 +237,9 @@ impl Rpc {
             | UpdateUser
             | DisableUser
             | EnableUser
-            | SetUserRoles => Targets::Users,
+            | SetUserRoles
+            | SetUserPassword
+            | UnlockUser => Targets::Users,
             GetTenant | UpdateTenant | CreateUser | ListUsers | CreateServiceAccount | ListServiceAccounts
             | ListAuditEvents => Targets::Tenants,
             _ => Targets::Own,
@@ -258,7 +271,6 @@ impl Rpc {
             | LoginAsCustomerSupport
             | ProxyLogin
             | SwitchBack
-            | ChangePassword
             | CreateSession
             | ListSessions
             | UpdateSession
@@ -267,6 +279,8 @@ impl Rpc {
             LogoutCurrent => OK,
             // Another of the caller's sessions, or someone else's.
             LogoutSession | RevokeMySession => change(if own { OK } else { NOT_FOUND }),
+            // Proven with the password; the bearer only names the session to keep.
+            ChangePassword => change(OK),
             RevokeMyOtherSessions
             | CreateUserAccessToken
             | UpdateUserAccessToken
@@ -291,12 +305,71 @@ impl Rpc {
             }
             UpdateUser => change(if own { OK } else { acts_on }),
             DisableUser => change(acts_on.and(if own { OWN_ACCOUNT } else { OK })),
-            EnableUser | SetUserRoles => change(acts_on),
+            EnableUser | SetUserRoles | SetUserPassword | UnlockUser => change(acts_on),
+        }
+    }
+
+    /// Whether the call sends the caller's credential as authorization metadata; the others carry
+    /// their credentials (or none) in the request.
+    fn sends_bearer(self) -> bool {
+        use Rpc::*;
+        match self {
+            Login | StartSso | LoginSso | LoginAsCustomerSupport | ProxyLogin | ValidateSession => false,
+            LogoutCurrent
+            | LogoutSession
+            | SwitchBack
+            | ChangePassword
+            | GetCurrentUser
+            | CreateSession
+            | ListSessions
+            | UpdateSession
+            | DeleteSession
+            | ListMySessions
+            | RevokeMySession
+            | RevokeMyOtherSessions
+            | CreateUserAccessToken
+            | GetUserAccessToken
+            | ListUserAccessTokens
+            | UpdateUserAccessToken
+            | DeleteUserAccessToken
+            | RotateUserAccessToken
+            | ListUserAccessTokenSessions
+            | CreateTenant
+            | GetTenant
+            | UpdateTenant
+            | CreateUser
+            | GetUser
+            | ListUsers
+            | UpdateUser
+            | DisableUser
+            | EnableUser
+            | SetUserRoles
+            | SetUserPassword
+            | UnlockUser
+            | CreateServiceAccount
+            | ListServiceAccounts
+            | ListAuditEvents => true,
+        }
+    }
+
+    /// The rules for a caller whose password session must change its password: the calls that
+    /// carry the session answer PASSWORD_CHANGE_REQUIRED, but for ChangePassword, Logout and
+    /// GetCurrentUser (and calls not served yet, which look at no caller).
+    fn expect_when_password_must_change(self, c: Cell) -> Outcome {
+        use Rpc::*;
+        let rules = self.expect(c);
+        let allowed = matches!(self, ChangePassword | LogoutCurrent | LogoutSession | GetCurrentUser);
+        if !self.sends_bearer() || allowed || rules == UNIMPLEMENTED {
+            rules
+        } else {
+            CHANGE_PASSWORD_FIRST
         }
     }
 }
 
 const PASSWORD: &str = "a password for the matrix";
+/// The password an administrator sets on the caller of the forced-change table.
+const RESET_PASSWORD: &str = "a temporary password for the matrix";
 
 /// A user with an open session and a user access token named "t".
 struct Party {
@@ -310,6 +383,8 @@ struct World<'a> {
     /// The credential the caller sends.
     bearer: String,
     caller: pb::User,
+    /// The caller's password.
+    password: String,
     /// Another open session of the caller (opened with the password).
     caller_other_session_id: String,
     tenant_id: String,
@@ -418,6 +493,7 @@ async fn world(app: &TestApp, via: Via, rank: Rank) -> World<'_> {
         app,
         bearer,
         caller,
+        password: PASSWORD.into(),
         caller_other_session_id: other.session.unwrap().session_id,
         tenant_id,
         other_tenant_id,
@@ -436,7 +512,7 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
     let user = w.user(target);
     let (owner, token_name) = w.token_of(target);
     match rpc {
-        Login => app.login(&w.caller.user_name, PASSWORD).await.map(ok),
+        Login => app.login(&w.caller.user_name, &w.password).await.map(ok),
         StartSso => app
             .login
             .clone()
@@ -479,8 +555,12 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
             .await
             .map(ok),
         ChangePassword => {
-            let request = pb::ChangePasswordRequest::default();
-            app.login.clone().change_password(request).await.map(ok)
+            let request = pb::ChangePasswordRequest {
+                user_name: w.caller.user_name.clone(),
+                current_password: w.password.clone(),
+                new_password: "a new password for the matrix".into(),
+            };
+            app.login.clone().change_password(bearer(request, b)).await.map(ok)
         }
         ValidateSession => {
             let request = pb::ValidateSessionRequest {
@@ -659,6 +739,20 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
             };
             app.admin.clone().set_user_roles(bearer(request, b)).await.map(ok)
         }
+        SetUserPassword => {
+            let request = pb::SetUserPasswordRequest {
+                user_id: user.user_id.clone(),
+                password: "a password set for the matrix".into(),
+                skip_force_change_password: false,
+            };
+            app.admin.clone().set_user_password(bearer(request, b)).await.map(ok)
+        }
+        UnlockUser => {
+            let request = pb::UnlockUserRequest {
+                user_id: user.user_id.clone(),
+            };
+            app.admin.clone().unlock_user(bearer(request, b)).await.map(ok)
+        }
         CreateServiceAccount => {
             let request = pb::CreateServiceAccountRequest {
                 tenant_id: w.tenant_id(target),
@@ -779,6 +873,70 @@ async fn every_rpc_answers_every_caller_as_the_rules_say(env: TestEnv) {
     assert!(
         wrong.is_empty(),
         "{} of {total} cells answer otherwise than the rules say:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    app.finish().await;
+}
+
+/// A world whose caller signs in with a password an administrator set, which they must change:
+/// the bearer and the caller's other session are both opened with it.
+async fn world_that_must_change_password(app: &TestApp, rank: Rank) -> World<'_> {
+    let mut w = world(app, Via::Password, rank).await;
+    app.set_password(&app.admin_token, &w.caller.user_id, RESET_PASSWORD, true)
+        .await
+        .expect("reset the caller's password");
+    let login = app.login_ok(&w.caller.user_name, RESET_PASSWORD).await;
+    assert!(login.is_force_change_password);
+    w.bearer = login.session_token;
+    let other = app.login_ok(&w.caller.user_name, RESET_PASSWORD).await;
+    w.caller_other_session_id = other.session.unwrap().session_id;
+    w.password = RESET_PASSWORD.into();
+    w
+}
+
+/// Every RPC over the same rows as the matrix, called through a password session whose password
+/// must change: only ChangePassword, Logout and GetCurrentUser get through, so that a new RPC
+/// cannot slip past the rule.
+async fn a_session_whose_password_must_change_may_only_change_it(env: TestEnv) {
+    let app = TestApp::spawn_with(&env, crate::support::calls::cheap_hashing).await;
+    let mut cells = Vec::new();
+    for rpc in ROWS {
+        let targets: &[Target] = match rpc.targets() {
+            Targets::Own => &[Target::Caller],
+            Targets::Users => &[Target::Caller, Target::Peer, Target::Stranger],
+            Targets::Tenants => &[Target::Caller, Target::Stranger],
+        };
+        for rank in [Rank::Plain, Rank::SystemAdmin] {
+            for &target in targets {
+                let via = Via::Password;
+                cells.push((rpc, Cell { via, rank, target }));
+            }
+        }
+    }
+    let total = cells.len();
+    let mut wrong = Vec::new();
+    for chunk in cells.chunks(8) {
+        let answers = join_all(chunk.iter().map(|&(rpc, cell)| {
+            let app = &app;
+            async move {
+                let w = world_that_must_change_password(app, cell.rank).await;
+                (rpc, cell, outcome(&call(rpc, &w, cell.target).await))
+            }
+        }))
+        .await;
+        for (rpc, cell, got) in answers {
+            let want = rpc
+                .expect_when_password_must_change(cell)
+                .map_err(|(code, reason)| (code, reason.to_owned()));
+            if got != want {
+                wrong.push(format!("{rpc:?} {cell:?}: want {want:?}, got {got:?}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {total} cells answer otherwise than the forced-change rule says:\n{}",
         wrong.len(),
         wrong.join("\n")
     );

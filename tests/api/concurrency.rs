@@ -58,14 +58,14 @@ async fn concurrent_logins_and_validations_all_succeed(env: TestEnv) {
 async fn users_and_sessions_survive_a_restart(env: TestEnv) {
     let mut app = TestApp::spawn(&env).await;
     let jim = app
-        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
-    let session = app.login_ok("jim@example.com", "jim's password").await;
+    let session = app.login_ok("jim@example.com", "his own password").await;
     app.restart().await;
     let v = app.validate(&session.session_token).await;
     assert!(v.valid, "the session outlives the process");
     assert_eq!(v.user_id, jim.user_id);
-    app.login_ok("jim@example.com", "jim's password").await;
+    app.login_ok("jim@example.com", "his own password").await;
     app.finish().await;
 }
 

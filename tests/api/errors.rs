@@ -178,9 +178,9 @@ async fn a_bad_bearer_is_an_invalid_session(env: TestEnv) {
     let mistyped = String::from_utf8(mistyped).unwrap();
     let unknown = AccessTokenSecret::mint().expose().to_owned();
     let jim = app
-        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
-    let jim_session = app.login_ok("jim@example.com", "jim's password").await.session_token;
+    let jim_session = app.login_ok("jim@example.com", "his own password").await.session_token;
     let disabled = create("jim's", &jim_session).await;
     app.admin
         .clone()

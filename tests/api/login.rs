@@ -92,7 +92,25 @@ async fn failed_logins_are_indistinguishable(env: TestEnv) {
 }
 
 async fn failed_logins_take_the_same_time(env: TestEnv) {
-    let app = TestApp::spawn(&env).await;
+    // No limit per address: every attempt here comes from the same one.
+    let app = TestApp::spawn_with(&env, |c| c.password_login_failures = 0).await;
+    // The wrong-password case stays unlocked through every round ...
+    let patient = pb::Tenant {
+        tenant_id: app.admin_tenant_id.clone(),
+        lockout_failures: 100,
+        ..Default::default()
+    };
+    app.update_tenant(&app.admin_token, patient, &["lockout_failures"])
+        .await
+        .unwrap();
+    // ... and a user of a tenant with the default lockout is locked before they begin, then
+    // offers the right password.
+    let other = app.create_tenant("Other").await;
+    app.create_user(&other.tenant_id, "locked@example.com", "a long password", &[])
+        .await;
+    for _ in 0..5 {
+        app.login("locked@example.com", "not the password").await.unwrap_err();
+    }
     let disabled = app
         .create_user(&app.admin_tenant_id, "gone@example.com", "a long password", &[])
         .await;
@@ -110,6 +128,7 @@ async fn failed_logins_take_the_same_time(env: TestEnv) {
         (ADMIN_USER, "not the password"),
         ("nobody@example.com", "not the password"),
         ("gone@example.com", "a long password"),
+        ("locked@example.com", "a long password"),
     ];
     // Interleaved rounds in a shuffled order, so that no case always runs in the same place of a
     // round. Each time is compared with its own round's mean, so that the machine's load drifting
@@ -145,7 +164,7 @@ async fn failed_logins_take_the_same_time(env: TestEnv) {
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), m| (lo.min(*m), hi.max(*m)));
     eprintln!(
-        "failed-login time ÷ its round's mean, median (wrong password, unknown user, disabled user): {medians:?}"
+        "failed-login time ÷ its round's mean, median (wrong password, unknown user, disabled user, locked account): {medians:?}"
     );
     assert!(
         max <= min * 1.10,

@@ -22,6 +22,7 @@ mod failed_logins;
 mod health;
 mod login;
 mod names;
+mod passwords;
 mod races;
 mod roles;
 mod sessions;
@@ -57,6 +58,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("concurrency", concurrency::tests()),
         ("errors", errors::tests()),
         ("names", names::tests()),
+        ("passwords", passwords::tests()),
         ("shutdown", shutdown::tests()),
         ("failed_logins", failed_logins::tests()),
     ];

@@ -207,9 +207,9 @@ async fn logout_ends_the_session(env: TestEnv) {
 
 async fn logout_of_someone_elses_session_is_not_found(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
-    app.create_user(&app.admin_tenant_id, "bob@example.com", "bob's password", &[])
+    app.create_user(&app.admin_tenant_id, "bob@example.com", "the builder's secret", &[])
         .await;
-    let bob = app.login_ok("bob@example.com", "bob's password").await;
+    let bob = app.login_ok("bob@example.com", "the builder's secret").await;
     let admin_session = app.validate(&app.admin_token).await.session_id;
     let status = app
         .login
@@ -241,7 +241,7 @@ async fn logout_of_someone_elses_session_is_not_found(env: TestEnv) {
     assert_error(&status, Code::NotFound, "NOT_FOUND");
     assert!(app.validate(&bob.session_token).await.valid);
     // Bob ends his session from another of his sessions.
-    let other = app.login_ok("bob@example.com", "bob's password").await;
+    let other = app.login_ok("bob@example.com", "the builder's secret").await;
     logout(bob_session, other.session_token.clone())
         .await
         .expect("bob ends his own session");
@@ -354,12 +354,12 @@ async fn cached_validations_see_local_revocations_at_once(env: TestEnv) {
     // An hour-long cache lifetime: only the cache's own invalidation can explain a changed answer.
     let app = TestApp::spawn_with(&env, |c| c.validation_cache_ttl = std::time::Duration::from_secs(3600)).await;
     let jim = app
-        .create_user(&app.admin_tenant_id, "jim@example.com", "jim's password", &[])
+        .create_user(&app.admin_tenant_id, "jim@example.com", "his own password", &[])
         .await;
     let (a, b, c) = (
         app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.session_token,
         app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.session_token,
-        app.login_ok("jim@example.com", "jim's password").await.session_token,
+        app.login_ok("jim@example.com", "his own password").await.session_token,
     );
     for token in [&a, &b, &c] {
         assert!(app.validate(token).await.valid, "validated once, and cached");

@@ -91,3 +91,57 @@ impl TestApp {
         Ok(self.login.clone().login(request).await?.into_inner())
     }
 }
+
+impl TestApp {
+    /// Changes a user's password, proven with the current one; `token` names a session to keep.
+    pub async fn change_password(
+        &self,
+        token: Option<&str>,
+        user_name: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), Status> {
+        let message = pb::ChangePasswordRequest {
+            user_name: user_name.into(),
+            current_password: current.into(),
+            new_password: new.into(),
+        };
+        let request = match token {
+            Some(token) => bearer(message, token),
+            None => tonic::Request::new(message),
+        };
+        self.login.clone().change_password(request).await.map(|_| ())
+    }
+
+    /// Sets a user's password as the bearer; `force_change` marks it to be changed at next login.
+    pub async fn set_password(
+        &self,
+        token: &str,
+        user_id: &str,
+        password: &str,
+        force_change: bool,
+    ) -> Result<pb::User, Status> {
+        let request = pb::SetUserPasswordRequest {
+            user_id: user_id.into(),
+            password: password.into(),
+            skip_force_change_password: !force_change,
+        };
+        let response = self.admin.clone().set_user_password(bearer(request, token)).await?;
+        Ok(response.into_inner().user.unwrap())
+    }
+
+    pub async fn unlock(&self, token: &str, user_id: &str) -> Result<pb::User, Status> {
+        let request = pb::UnlockUserRequest {
+            user_id: user_id.into(),
+        };
+        let response = self.admin.clone().unlock_user(bearer(request, token)).await?;
+        Ok(response.into_inner().user.unwrap())
+    }
+
+    /// The caller's own sessions: a call a session whose password must change may not make.
+    pub async fn my_sessions(&self, token: &str) -> Result<Vec<pb::Session>, Status> {
+        let request = bearer(pb::ListMySessionsRequest::default(), token);
+        let response = self.sessions.clone().list_my_sessions(request).await?;
+        Ok(response.into_inner().sessions)
+    }
+}
