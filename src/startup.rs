@@ -14,7 +14,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{FailedLoginAllowance, FailureLimit, Identity, Settings};
+use crate::core::{FailureLimit, Identity, Settings};
 use crate::grpc::DrainDeadline;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -85,7 +85,7 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
             failures: config.token_login_failures,
             window: config.token_login_failure_window,
         },
-        failed_login_allowance: FailedLoginAllowance {
+        password_login_failures: FailureLimit {
             failures: config.password_login_failures,
             window: config.password_login_failure_window,
         },

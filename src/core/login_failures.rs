@@ -1,7 +1,9 @@
-//! Failed user-access-token logins, per client address. A well-formed token is easy to forge (its
-//! checksum is public), and each unknown one costs a database lookup; so after too many failures
-//! from one address its token logins are refused at once ([`FailureThrottle`]), and its failures
-//! are written to the audit log in summaries ([`FailureAudit`]) rather than one event each.
+//! Failed logins per client address ([`ClientAddress`]; password logins are limited by it as well,
+//! in `passwords.rs`), and failed user-access-token logins in particular. A well-formed token is
+//! easy to forge (its checksum is public), and each unknown one costs a database lookup; so after
+//! too many failures from one address its token logins are refused at once ([`FailureThrottle`]),
+//! and its failures are written to the audit log in summaries ([`FailureAudit`]) rather than one
+//! event each.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};

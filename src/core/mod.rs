@@ -8,7 +8,6 @@ mod authorization;
 mod bootstrap;
 mod caller;
 pub mod error;
-mod failed_login_limit;
 mod failure_audit;
 mod failure_throttle;
 mod last_use;
@@ -28,7 +27,8 @@ use chrono::Duration;
 use crate::auth::PasswordHasher;
 use crate::clock::Clock;
 use crate::store::Store;
-use login_failures::TokenLoginFailures;
+use failure_throttle::FailureThrottle;
+use login_failures::{ClientAddress, TokenLoginFailures};
 use revocation_poll::RevocationPoll;
 
 pub use access_tokens::NewAccessToken;
@@ -37,7 +37,6 @@ pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
-pub use failed_login_limit::FailedLoginAllowance;
 pub use failure_throttle::FailureLimit;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
@@ -75,9 +74,9 @@ pub struct Settings {
     /// token logins are refused for a while; the window is also how long its failures are summed
     /// into one audit event.
     pub token_login_failures: FailureLimit,
-    /// Failed password logins one client address may make within a window before its password
-    /// logins are refused for a while.
-    pub failed_login_allowance: FailedLoginAllowance,
+    /// Failed password logins (and password changes) one client address may make within a window
+    /// before its password logins are refused for a while.
+    pub password_login_failures: FailureLimit,
 }
 
 impl Default for Settings {
@@ -90,7 +89,10 @@ impl Default for Settings {
                 failures: 20,
                 window: std::time::Duration::from_secs(60),
             },
-            failed_login_allowance: FailedLoginAllowance::default(),
+            password_login_failures: FailureLimit {
+                failures: 20,
+                window: std::time::Duration::from_secs(60),
+            },
         }
     }
 }
@@ -109,17 +111,15 @@ pub struct Identity {
     validation_cache_ttl: std::time::Duration,
     revocation_poll: Arc<RevocationPoll>,
     token_login_failures: Arc<TokenLoginFailures>,
-    failed_logins: Arc<failed_login_limit::FailedLoginLimit>,
+    /// Failed password logins per client address.
+    password_login_failures: Arc<FailureThrottle<ClientAddress>>,
 }
 
 impl Identity {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let token_login_failures = Arc::new(TokenLoginFailures::new(settings.token_login_failures, clock.clone()));
         Self {
-            failed_logins: Arc::new(failed_login_limit::FailedLoginLimit::new(
-                settings.failed_login_allowance,
-                clock.clone(),
-            )),
+            password_login_failures: Arc::new(FailureThrottle::new(settings.password_login_failures, clock.clone())),
             store,
             hasher,
             clock,
@@ -177,7 +177,7 @@ impl Identity {
 
     /// Forgets client addresses whose failed-login allowance is whole again. Runs with the flush.
     pub fn forget_old_login_failures(&self) {
-        self.failed_logins.prune();
+        self.password_login_failures.prune();
     }
 
     /// Writes the last-use times of sessions and tokens noted since the previous flush.

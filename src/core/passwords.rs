@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
+use super::login_failures::ClientAddress;
 use super::views::UserView;
 use super::{Caller, Error, Identity, Result};
 use crate::domain::{
@@ -79,7 +80,11 @@ impl Identity {
         password: &Password,
         meta: &RequestMeta,
     ) -> Result<UserRecord> {
-        self.failed_logins.check(meta)?;
+        let client = ClientAddress::of(meta);
+        let throttle = &self.password_login_failures;
+        throttle
+            .check(&client)
+            .map_err(|retry_after| Error::TooManyFailedLogins { retry_after })?;
         let user = self.store.find_user_by_name(&name.key()).await?;
         let usable = user.as_ref().filter(|u| !u.disabled);
         let verified = self
@@ -91,7 +96,7 @@ impl Identity {
         if let (true, false, Some(user)) = (verified, locked, usable) {
             return Ok(user.clone());
         }
-        self.failed_logins.record_failure(meta);
+        throttle.record_failure(&client);
         let failure = match &user {
             None => "unknown_user",
             Some(u) if u.disabled => "user_disabled",
