@@ -25,6 +25,18 @@ pub struct TenantPatch {
     pub max_lockout_seconds: Option<i32>,
 }
 
+/// A tenant to create.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub name: String,
+    pub password_expiry: PasswordExpiry,
+    /// Longest user-access-token lifetime in days; 0 for no cap.
+    pub max_access_token_days: i32,
+    /// The client tenants its customer-support users may log into.
+    pub served_tenant_ids: Vec<Uuid>,
+    pub passwords: PasswordSettings,
+}
+
 /// A tenant's password rules and lockout settings as asked; 0 means the default (8 characters;
 /// lock after 5 failures for 60 s, doubling up to 900 s).
 #[derive(Debug, Clone, Copy, Default)]
@@ -81,19 +93,16 @@ impl Identity {
     /// Creates a tenant. System administrators only.
     // Each argument is one of the tenant's fields as asked; a struct for them would only repeat
     // the view's.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create_tenant(
-        &self,
-        caller: &Caller,
-        name: &str,
-        password_expiry: PasswordExpiry,
-        max_access_token_days: i32,
-        served_tenant_ids: Vec<Uuid>,
-        passwords: PasswordSettings,
-        meta: &RequestMeta,
-    ) -> Result<TenantView> {
+    pub async fn create_tenant(&self, caller: &Caller, new: NewTenant, meta: &RequestMeta) -> Result<TenantView> {
+        let NewTenant {
+            name,
+            password_expiry,
+            max_access_token_days,
+            served_tenant_ids,
+            passwords,
+        } = new;
         caller.require(Need::ChangeAllTenants)?;
-        let name = TenantName::parse("tenant.name", name)?;
+        let name = TenantName::parse("tenant.name", &name)?;
         check_max_token_days("tenant.max_access_token_days", max_access_token_days)?;
         let (rules, lockout) = passwords.parse()?;
         self.check_tenants_exist(&served_tenant_ids).await?;

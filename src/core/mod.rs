@@ -32,7 +32,7 @@ use login_failures::{ClientAddress, TokenLoginFailures};
 use revocation_poll::RevocationPoll;
 
 pub use access_tokens::NewAccessToken;
-pub use admin::{NewUser, PasswordSettings, TenantPatch};
+pub use admin::{NewTenant, NewUser, PasswordSettings, TenantPatch};
 pub use audit::RequestMeta;
 pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;

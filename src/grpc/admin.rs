@@ -4,7 +4,7 @@ use super::convert::{self, from_timestamp, password_expiry_from, roles_from, who
 use super::error::to_status;
 use super::pb;
 use super::request::{authenticated, parse_id, parse_optional_id};
-use crate::core::{Error, Identity, NewUser, PasswordSettings, TenantPatch};
+use crate::core::{Error, Identity, NewTenant, NewUser, PasswordSettings, TenantPatch};
 use crate::domain::{AuditFilter, PageRequest, ProfilePatch, UserProfile};
 
 pub struct AdminApi {
@@ -60,18 +60,14 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 lockout_seconds: whole_seconds("tenant.lockout_duration", t.lockout_duration.as_ref())?,
                 max_lockout_seconds: whole_seconds("tenant.max_lockout_duration", t.max_lockout_duration.as_ref())?,
             };
-            let tenant = self
-                .identity
-                .create_tenant(
-                    &caller,
-                    &t.name,
-                    expiry,
-                    t.max_access_token_days,
-                    served,
-                    passwords,
-                    &meta,
-                )
-                .await?;
+            let new = NewTenant {
+                name: t.name,
+                password_expiry: expiry,
+                max_access_token_days: t.max_access_token_days,
+                served_tenant_ids: served,
+                passwords,
+            };
+            let tenant = self.identity.create_tenant(&caller, new, &meta).await?;
             Ok(pb::CreateTenantResponse {
                 tenant: Some(convert::tenant(tenant)),
             })
