@@ -87,6 +87,7 @@ async fn check_seeded_database(url: &str) {
             user_name: user.clone(),
             password: SEED_PASSWORD.to_owned(),
             token: String::new(),
+            device_name: String::new(),
         })
         .await
         .unwrap_or_else(|e| panic!("a seeded user logs in with the seed password: {e:?}"))
@@ -98,6 +99,7 @@ async fn check_seeded_database(url: &str) {
             user_name: user.clone(),
             password: format!("{SEED_PASSWORD}-not"),
             token: String::new(),
+            device_name: String::new(),
         })
         .await
         .expect_err("another password is refused");
