@@ -757,16 +757,13 @@ where
     }
 
     async fn delete_old_sessions(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
-        // One small batch per call, chosen and deleted in one statement: concurrent sweeps on
-        // other instances at worst pick the same rows, and deleting a row twice is no harm.
-        let deleted = sqlx::query(
-            "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions \
-             WHERE expire_time < $1 OR end_time < $1 LIMIT $2)",
-        )
-        .arg(StoredTime(before))
-        .arg(limit)
-        .execute(&self.writer)
-        .await?;
+        // One small batch per call: concurrent sweeps on other instances at worst pick the same
+        // rows, and a row deleted twice is no harm (see the dialect's statement).
+        let deleted = sqlx::query(DB::DELETE_OLD_SESSIONS)
+            .arg(StoredTime(before))
+            .arg(limit)
+            .execute(&self.writer)
+            .await?;
         Ok(DB::rows_affected(&deleted))
     }
 

@@ -318,8 +318,10 @@ async fn the_sweep_deletes_only_sessions_past_their_retention(env: TestEnv) {
     let before = ids(list_user_sessions(&app, &admin, &ann.user_id, true).await.unwrap());
     assert_eq!(before.len(), 5);
 
+    // Two sweeps at once, as on two instances: between them they delete each old session once.
     // The bootstrap administrator's first session expired on day 0.5 as well.
-    assert_eq!(app.identity.sweep_old_sessions().await, 3);
+    let (one, two) = tokio::join!(app.identity.sweep_old_sessions(), app.identity.sweep_old_sessions());
+    assert_eq!(one + two, 3);
     let after = ids(list_user_sessions(&app, &admin, &ann.user_id, true).await.unwrap());
     assert_eq!(after, [id(&ended_late), id(&expired_late), id(&open)]);
     assert!(!after.contains(&id(&ended_early)) && !after.contains(&id(&expired_early)));
