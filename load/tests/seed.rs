@@ -59,6 +59,7 @@ async fn check_seeded_database(url: &str) {
         tokens_out: None,
         users_out: None,
         keep_tokens: 5,
+        age: std::time::Duration::ZERO,
     };
     let seeded = seed(&args).await.expect("seed the database");
     assert_eq!((seeded.user_names.len(), seeded.tokens.len()), (3, 5));

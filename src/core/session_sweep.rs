@@ -11,6 +11,7 @@ impl Identity {
     /// each. Answers how many this sweep deleted; a store failure is logged and ends the sweep
     /// (the next one carries on).
     pub async fn sweep_old_sessions(&self) -> u64 {
+        let started = std::time::Instant::now();
         let before = self.clock.now() - self.sessions.retention;
         let batch = i64::from(self.sessions.sweep_batch.max(1));
         let mut deleted = 0;
@@ -31,7 +32,8 @@ impl Identity {
             tokio::task::yield_now().await;
         }
         if deleted > 0 {
-            tracing::info!(deleted, "deleted sessions past their retention");
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(deleted, elapsed_ms, "deleted sessions past their retention");
         }
         deleted
     }
