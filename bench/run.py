@@ -22,7 +22,8 @@ SERVER = os.path.join(ROOT, "target/release/identityd")
 LOAD = os.path.join(ROOT, "target/release/identityd-load")
 # Seeds with the load generator of the build being measured: it writes that build's schema.
 SEED = LOAD
-ADMIN, PASSWORD = "bench-admin", "bench-admin-password"
+# The password must pass the password rules: it may not contain the user name.
+ADMIN, PASSWORD = "bench-admin", "correct horse battery staple"
 
 
 def load(*args):
