@@ -109,29 +109,38 @@ impl Identity {
         if let Some(u) = &user {
             audit = audit.subject(u.user_id).tenant(u.tenant_id);
         }
-        match usable {
-            Some(user) if !locked => self.count_failure(user, audit.build(), meta).await?,
-            _ => self.store.insert_audit(&audit.build()).await?,
-        }
+        self.count_failure(user.as_ref(), audit.build(), meta).await?;
         tracing::info!(failure, "login failed");
         Err(Error::InvalidCredentials)
     }
 
-    /// Counts a wrong password against its account, and locks the account when the count reaches
-    /// the tenant's threshold (for good at the most consecutive failures), recording `login.locked`.
+    /// Records a failed password proof, counting it against the account it names when that is
+    /// enabled and not locked, and locks the account when the count reaches the tenant's
+    /// threshold (for good at the most consecutive failures), recording `login.locked`.
+    ///
+    /// Every failure — unknown user, disabled user, locked account, wrong password — runs the
+    /// same statements (the count's update matches no row when it is not to count, and the
+    /// lockout policy is read for every failure), so that the database's work does not tell them
+    /// apart. Only the failure that locks an account writes once more.
     async fn count_failure(
         &self,
-        user: &UserRecord,
+        user: Option<&UserRecord>,
         failed: crate::domain::AuditEvent,
         meta: &RequestMeta,
     ) -> Result<()> {
         let now = failed.time;
-        let Some(failures) = self
+        let counted = user.filter(|u| !u.disabled).map(|u| u.user_id);
+        let failures = self
             .store
-            .record_login_failure(user.user_id, MAX_CONSECUTIVE_FAILURES, &failed)
-            .await?
-        else {
-            return Ok(()); // locked meanwhile: not counted
+            .record_login_failure(counted, MAX_CONSECUTIVE_FAILURES, &failed)
+            .await?;
+        let tenant_id = user.map_or(Uuid::nil(), |u| u.tenant_id);
+        let policy = match self.store.get_tenant(tenant_id).await? {
+            Some(tenant) => lockout_policy(&tenant),
+            None => LockoutPolicy::default(),
+        };
+        let (Some(user), Some(failures)) = (user, failures) else {
+            return Ok(()); // nothing counted: no account, disabled, or locked meanwhile
         };
         let locked = Audit::new("login.locked", now, meta)
             .tenant(user.tenant_id)
@@ -143,10 +152,6 @@ impl Identity {
             tracing::warn!(user_id = %user.user_id, failures, "account locked until an administrator unlocks it");
             return Ok(());
         }
-        let policy = match self.store.get_tenant(user.tenant_id).await? {
-            Some(tenant) => lockout_policy(&tenant),
-            None => LockoutPolicy::default(),
-        };
         if let Some(lock) = policy.lock_after(failures) {
             let until = now + lock;
             let audit = locked.detail("locked_until", until.to_rfc3339()).build();

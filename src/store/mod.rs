@@ -70,14 +70,15 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a user's roles.
     async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite>;
 
-    /// Counts a failed password login against a user and records `audit`, unless the account is
-    /// locked at the event's time (an attempt refused by a lock is no guess and must not lengthen
-    /// it) or already has the most consecutive failures. Returns the consecutive failures after
+    /// Records `audit` for a failed password login and counts it against `user_id`, unless there
+    /// is none, the account is disabled or locked at the event's time (an attempt refused by a lock
+    /// is no guess and must not lengthen it), or it already has the most consecutive failures; the
+    /// same statements run either way. Returns the consecutive failures after
     /// this one, or `None` when it was not counted. The count is incremented in SQL, so that
     /// concurrent failures on every instance all count.
     async fn record_login_failure(
         &self,
-        user_id: Uuid,
+        user_id: Option<Uuid>,
         max_failures: i32,
         audit: &AuditEvent,
     ) -> StoreResult<Option<i32>>;

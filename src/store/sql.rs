@@ -508,14 +508,14 @@ where
 
     async fn record_login_failure(
         &self,
-        user_id: Uuid,
+        user_id: Option<Uuid>,
         max_failures: i32,
         audit: &AuditEvent,
     ) -> StoreResult<Option<i32>> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
             "UPDATE users SET failed_login_count = failed_login_count + 1 WHERE user_id = $1 \
-             AND failed_login_count < $2 AND (locked_until IS NULL OR locked_until <= $3) \
+             AND NOT disabled AND failed_login_count < $2 AND (locked_until IS NULL OR locked_until <= $3) \
              RETURNING failed_login_count",
         )
         .arg(user_id)

@@ -133,7 +133,7 @@ async fn failed_logins_take_the_same_time(env: TestEnv) {
     // Interleaved rounds in a shuffled order, so that no case always runs in the same place of a
     // round. Each time is compared with its own round's mean, so that the machine's load drifting
     // between rounds cancels out; the median of those ratios is taken per case. Two warm-up rounds.
-    const ROUNDS: usize = 41;
+    const ROUNDS: usize = 81;
     let mut ratios = vec![Vec::with_capacity(ROUNDS); cases.len()];
     let mut order: Vec<usize> = (0..cases.len()).collect();
     for round in 0..ROUNDS + 2 {

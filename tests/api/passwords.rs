@@ -18,6 +18,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         an_administrator_reset_forces_a_change_at_the_next_login,
         a_forced_change_restricts_password_sessions_only,
         expiry_policies_force_a_change_from_their_last_day,
+        an_expired_password_is_changed_through_its_own_session,
         the_lockout_grows_with_failures_and_success_resets_it,
         a_locked_account_answers_exactly_as_a_wrong_password,
         a_hundred_failures_lock_until_an_administrator_unlocks,
@@ -272,6 +273,32 @@ async fn expiry_policies_force_a_change_from_their_last_day(env: TestEnv) {
         }
     }
     assert!(wrong.is_empty(), "{wrong:?}");
+    app.finish().await;
+}
+
+/// The path the AgileApps login describes: an expired password still logs in, with
+/// `is_force_change_password`, and that session may change it; the next login is free.
+async fn an_expired_password_is_changed_through_its_own_session(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let name = "erin@example.com";
+    user(&app, name).await; // the default policy: 90 days
+    app.clock.advance(days(91));
+
+    let expired = app.login_ok(name, PASSWORD).await;
+    assert!(expired.is_force_change_password, "expired after 90 days");
+    let refused = app.my_sessions(&expired.session_token).await.unwrap_err();
+    assert_error(&refused, Code::FailedPrecondition, "PASSWORD_CHANGE_REQUIRED");
+
+    app.change_password(Some(&expired.session_token), name, PASSWORD, NEW_PASSWORD)
+        .await
+        .expect("the expired password is changed");
+    assert!(app.my_sessions(&expired.session_token).await.is_ok(), "the gate opens");
+    assert!(!app.validate(&expired.session_token).await.is_force_change_password);
+    assert!(!app.login_ok(name, NEW_PASSWORD).await.is_force_change_password);
+    assert_eq!(
+        app.login(name, PASSWORD).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
     app.finish().await;
 }
 
