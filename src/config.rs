@@ -42,6 +42,26 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_SESSION_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub session_idle_timeout: Duration,
 
+    /// The furthest ahead a service-account session's expiration_date may lie (CreateSession and
+    /// UpdateSession), e.g. `365d`.
+    #[arg(long, env = "IDENTITYD_SERVICE_ACCOUNT_SESSION_MAX_LIFETIME", default_value = "365d", value_parser = parse_duration)]
+    pub service_account_session_max_lifetime: Duration,
+
+    /// How long expired and ended sessions are kept (for ListMySessions, ListUserSessions and
+    /// investigations) before the sweep deletes them.
+    #[arg(long, env = "IDENTITYD_SESSION_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub session_retention: Duration,
+
+    /// How often the sweep looks for sessions past their retention. Every instance sweeps; they
+    /// may overlap safely.
+    #[arg(long, env = "IDENTITYD_SESSION_SWEEP_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub session_sweep_interval: Duration,
+
+    /// Most sessions the sweep deletes in one statement; it repeats until none is left, so that no
+    /// statement holds locks for long.
+    #[arg(long, env = "IDENTITYD_SESSION_SWEEP_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub session_sweep_batch: u32,
+
     /// argon2id memory per hash, KiB (at least OWASP's 19456 in production).
     #[arg(long, env = "IDENTITYD_ARGON2_MEMORY_KIB", default_value_t = 19456)]
     pub argon2_memory_kib: u32,
@@ -178,6 +198,9 @@ impl Config {
         Ok(SessionSettings {
             lifetime: chrono::Duration::from_std(self.session_lifetime)?,
             idle_timeout: chrono::Duration::from_std(self.session_idle_timeout)?,
+            service_account_max_lifetime: chrono::Duration::from_std(self.service_account_session_max_lifetime)?,
+            retention: chrono::Duration::from_std(self.session_retention)?,
+            sweep_batch: self.session_sweep_batch,
         })
     }
 }

@@ -164,6 +164,17 @@ impl Application {
                 }
             }
         });
+        let sweep_task = tokio::spawn({
+            let (identity, interval) = (identity.clone(), config.session_sweep_interval);
+            async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    identity.sweep_old_sessions().await;
+                }
+            }
+        });
         // Both reflection versions, since clients still differ in which one they ask.
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -218,6 +229,7 @@ impl Application {
         };
         health_task.abort();
         flush_task.abort();
+        sweep_task.abort();
         revocation_task.abort();
         flusher.flush_last_use().await;
         flusher.flush_all_failed_logins().await;

@@ -143,6 +143,10 @@ pub struct SeedArgs {
     pub users_out: Option<PathBuf>,
     #[arg(long, default_value_t = 10_000)]
     pub keep_tokens: usize,
+    /// How long ago the sessions were opened (each lasts 12 hours), e.g. `40d` for sessions long
+    /// expired, which the service's retention sweep deletes. 0 (the default): opened now, live.
+    #[arg(long, default_value = "0s", value_parser = identityd::config::parse_duration_or_zero)]
+    pub age: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -184,6 +184,7 @@ impl Clients {
                     user_name: user.to_owned(),
                     password: prepared.password.clone(),
                     token: String::new(),
+                    device_name: String::new(),
                 };
                 self.login.login(request).await.map(drop)
             }
@@ -221,6 +222,7 @@ async fn login(channel: &Channel, user: &str, password: &str) -> anyhow::Result<
         user_name: user.to_owned(),
         password: password.to_owned(),
         token: String::new(),
+        device_name: String::new(),
     };
     let response = LoginServiceClient::new(channel.clone())
         .login(request)

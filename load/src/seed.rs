@@ -77,7 +77,8 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
             }
         })
         .collect();
-    let expire = now + Duration::hours(12);
+    let opened = now - Duration::from_std(args.age)?;
+    let expire = opened + Duration::hours(12);
     if args.database_url.starts_with("sqlite:") {
         seed_sqlite(
             &args.database_url,
@@ -87,7 +88,7 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
             &sessions,
             &password_hash,
             now,
-            expire,
+            (opened, expire),
         )
         .await?;
     } else {
@@ -99,7 +100,7 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
             &sessions,
             &password_hash,
             now,
-            expire,
+            (opened, expire),
         )
         .await?;
     }
@@ -134,7 +135,7 @@ async fn seed_postgres(
     sessions: &[SeedSession],
     password_hash: &str,
     now: chrono::DateTime<chrono::Utc>,
-    expire: chrono::DateTime<chrono::Utc>,
+    (opened, expire): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
 ) -> anyhow::Result<()> {
     let mut db = sqlx::PgConnection::connect(url)
         .await
@@ -180,7 +181,7 @@ async fn seed_postgres(
         .bind(hashes)
         .bind(owners)
         .bind(tenant)
-        .bind(now)
+        .bind(opened)
         .bind(expire)
         .execute(&mut *tx)
         .await?;
@@ -199,11 +200,15 @@ async fn seed_sqlite(
     sessions: &[SeedSession],
     password_hash: &str,
     now: chrono::DateTime<chrono::Utc>,
-    expire: chrono::DateTime<chrono::Utc>,
+    (opened, expire): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
 ) -> anyhow::Result<()> {
     let mut db = sqlx::SqliteConnection::connect(url).await.context("opening SQLite")?;
     let mut tx = db.begin().await?;
-    let (now, expire) = (now.timestamp_micros(), expire.timestamp_micros());
+    let (now, opened, expire) = (
+        now.timestamp_micros(),
+        opened.timestamp_micros(),
+        expire.timestamp_micros(),
+    );
     sqlx::query(
         "INSERT INTO tenants (tenant_id, name, name_key, password_expiry_days, max_access_token_days, create_time, \
          update_time) VALUES (?1, ?2, ?2, 90, 0, ?3, ?3)",
@@ -238,7 +243,7 @@ async fn seed_sqlite(
         .bind(&session.hash)
         .bind(session.user)
         .bind(tenant)
-        .bind(now)
+        .bind(opened)
         .bind(expire)
         .execute(&mut *tx)
         .await?;

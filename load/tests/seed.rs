@@ -59,6 +59,7 @@ async fn check_seeded_database(url: &str) {
         tokens_out: None,
         users_out: None,
         keep_tokens: 5,
+        age: std::time::Duration::ZERO,
     };
     let seeded = seed(&args).await.expect("seed the database");
     assert_eq!((seeded.user_names.len(), seeded.tokens.len()), (3, 5));
@@ -87,6 +88,7 @@ async fn check_seeded_database(url: &str) {
             user_name: user.clone(),
             password: SEED_PASSWORD.to_owned(),
             token: String::new(),
+            device_name: String::new(),
         })
         .await
         .unwrap_or_else(|e| panic!("a seeded user logs in with the seed password: {e:?}"))
@@ -98,6 +100,7 @@ async fn check_seeded_database(url: &str) {
             user_name: user.clone(),
             password: format!("{SEED_PASSWORD}-not"),
             token: String::new(),
+            device_name: String::new(),
         })
         .await
         .expect_err("another password is refused");

@@ -8,6 +8,10 @@ use crate::domain::AuditEvent;
 pub struct RequestMeta {
     /// The peer's address as the server saw it.
     pub peer: Option<String>,
+    /// The client's `user-agent`, as sent; a new session keeps a bounded copy.
+    pub user_agent: Option<String>,
+    /// The device name a login request gave (already checked); a new session keeps it.
+    pub device_name: Option<String>,
 }
 
 /// Builds one audit event. Details are plain strings and never secrets.

@@ -51,6 +51,9 @@ pub(crate) enum Need<'a> {
     ReadAllTenants,
     /// Change a tenant's policies or create in it: its administrators and system administrators.
     ChangeTenant(Uuid),
+    /// Change or end a service-account session of a tenant: its administrators and system
+    /// administrators. Another tenant's session is answered as not found.
+    ManageServiceAccountSessionsIn(Uuid),
     /// Create tenants, rename them, say which tenants a tenant serves: system administrators.
     ChangeAllTenants,
     /// Read a user's account: the user, an administrator of their tenant.
@@ -74,6 +77,7 @@ impl Need<'_> {
                 | Self::LogOut { current: false }
                 | Self::ChangeOwnPassword
                 | Self::ChangeTenant(_)
+                | Self::ManageServiceAccountSessionsIn(_)
                 | Self::ChangeAllTenants
                 | Self::ChangeUser(_)
                 | Self::GrantRoles(_)
@@ -114,6 +118,7 @@ impl Caller {
             | Need::ChangeOwn => Ok(()),
             Need::ReadTenant(tenant_id, what) => self.administers(tenant_id, what),
             Need::ChangeTenant(tenant_id) => self.administers(tenant_id, "tenant"),
+            Need::ManageServiceAccountSessionsIn(tenant_id) => self.administers(tenant_id, "session"),
             Need::ReadAllTenants | Need::ChangeAllTenants => {
                 if self.has(Role::SystemAdmin) {
                     Ok(())

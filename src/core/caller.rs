@@ -105,16 +105,22 @@ impl Identity {
         if !self.is_live(&lookup, now) {
             return Err(Error::SessionInvalid);
         }
+        // A service-account session proves who automation is to other services (through
+        // ValidateSession); it is no key to identityd's own calls.
+        let Some(user) = lookup.user else {
+            return Err(Error::PermissionDenied(
+                "a service-account session can only be checked with ValidateSession".into(),
+            ));
+        };
         self.last_use.touch(lookup.session.session_id, now);
-        let password_must_change =
-            must_change_password(lookup.session.kind, &lookup.user, lookup.password_expiry_days, now);
+        let password_must_change = must_change_password(lookup.session.kind, &user, lookup.password_expiry_days, now);
         Ok(Caller {
             password_must_change,
             session_id: Some(lookup.session.session_id),
             access_token_id: lookup.session.access_token_id,
             tenant_id: lookup.session.tenant_id,
             tenant_name: lookup.tenant_name,
-            user: lookup.user,
+            user,
         })
     }
 }

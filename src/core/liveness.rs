@@ -24,8 +24,12 @@ impl Identity {
     }
 
     /// Whether a looked-up session may be used at `now`: not ended, not past its absolute expiry,
-    /// not idle too long, and its user not disabled.
+    /// not idle too long, and its user not disabled. A service-account session has no idle
+    /// timeout: the automation it serves may call rarely, and its expiry was chosen on purpose.
     pub(crate) fn is_live(&self, lookup: &SessionLookup, now: DateTime<Utc>) -> bool {
+        let Some(user) = &lookup.user else {
+            return lookup.session.end_time.is_none() && now < lookup.session.expire_time;
+        };
         let last_use = self
             .last_use
             .pending(lookup.session.session_id)
@@ -35,7 +39,7 @@ impl Identity {
         lookup.session.end_time.is_none()
             && now < lookup.session.expire_time
             && now < last_use + self.sessions.idle_timeout
-            && !lookup.user.disabled
+            && !user.disabled
     }
 }
 

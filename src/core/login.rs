@@ -3,6 +3,7 @@ use uuid::Uuid;
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
 use super::passwords::must_change_password;
+use super::session_details::session_details;
 use super::views::{SessionView, TenantView, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
@@ -94,7 +95,7 @@ impl Identity {
         let session = SessionRecord {
             session_id: Uuid::now_v7(),
             token_hash: token.hash().as_bytes().to_vec(),
-            user_id: user.user_id,
+            user_id: Some(user.user_id),
             tenant_id: tenant.tenant_id,
             kind,
             create_time: now,
@@ -108,6 +109,9 @@ impl Identity {
             impersonator_user_id: impersonator,
             access_token_id: access_token.map(|t| t.token_id),
             access_token_name: access_token.map(|t| t.name.clone()),
+            service_account_id: None,
+            service_account_name: None,
+            details: session_details(meta),
         };
         let mut audit = Audit::new("login.succeeded", now, meta)
             .tenant(tenant.tenant_id)

@@ -131,6 +131,7 @@ impl Identity {
         for summary in summaries {
             let meta = RequestMeta {
                 peer: summary.key.map(|client| client.to_string()),
+                ..RequestMeta::default()
             };
             let audit = Audit::new("login.failed", summary.last_time, &meta)
                 .detail("failure", summary.failure)
@@ -152,6 +153,7 @@ mod tests {
     fn client(peer: &str) -> ClientAddress {
         ClientAddress::of(&RequestMeta {
             peer: Some(peer.to_owned()),
+            ..RequestMeta::default()
         })
     }
 

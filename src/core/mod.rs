@@ -16,7 +16,11 @@ mod login;
 mod login_failures;
 mod passwords;
 mod revocation_poll;
+mod service_account_sessions;
+mod session_details;
+mod session_sweep;
 mod sessions;
+mod user_sessions;
 mod validation_cache;
 mod views;
 
@@ -40,7 +44,7 @@ pub use error::{Error, Result};
 pub use failure_throttle::FailureLimit;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
-pub use sessions::SessionValidity;
+pub use sessions::{Principal, SessionValidity};
 pub use validation_cache::ValidationCache;
 pub use views::{AccessTokenView, ServiceAccountView, SessionView, TenantView, UserView};
 
@@ -49,8 +53,15 @@ pub use views::{AccessTokenView, ServiceAccountView, SessionView, TenantView, Us
 pub struct SessionSettings {
     /// A session ends this long after it was opened, however much it is used.
     pub lifetime: Duration,
-    /// A session ends when it has not been used for this long.
+    /// A session ends when it has not been used for this long. Service-account sessions, made
+    /// for automation that may call rarely, end only at their expiry.
     pub idle_timeout: Duration,
+    /// The furthest ahead a service-account session's expiry may be set.
+    pub service_account_max_lifetime: Duration,
+    /// How long expired and ended sessions are kept before the sweep deletes them.
+    pub retention: Duration,
+    /// Most sessions the sweep deletes in one statement.
+    pub sweep_batch: u32,
 }
 
 impl Default for SessionSettings {
@@ -58,6 +69,9 @@ impl Default for SessionSettings {
         Self {
             lifetime: Duration::hours(12),
             idle_timeout: Duration::hours(1),
+            service_account_max_lifetime: Duration::days(365),
+            retention: Duration::days(30),
+            sweep_batch: 500,
         }
     }
 }

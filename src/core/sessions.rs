@@ -10,13 +10,21 @@ use crate::auth::SessionToken;
 use crate::domain::{PageRequest, PageToken};
 use crate::store::{SessionRecord, SessionsOf};
 
+/// Who a session acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A user: their id and login name.
+    User { user_id: Uuid, user_name: String },
+    /// A service account (the deprecated CloudBees createSession): its id and name.
+    ServiceAccount { service_account_id: Uuid, name: String },
+}
+
 /// The answer to "is this session valid, and whose is it".
 #[derive(Debug, Clone)]
 pub struct SessionValidity {
     pub session_id: Uuid,
-    pub user_id: Uuid,
+    pub principal: Principal,
     pub tenant_id: Uuid,
-    pub user_name: String,
     pub expire_time: DateTime<Utc>,
     pub is_force_change_password: bool,
     pub impersonator_user_id: Option<Uuid>,
@@ -47,18 +55,28 @@ impl Identity {
             return Ok(None);
         }
         self.last_use.touch(lookup.session.session_id, now);
+        let (principal, is_force_change_password) = match &lookup.user {
+            Some(user) => (
+                Principal::User {
+                    user_id: user.user_id,
+                    user_name: user.user_name.clone(),
+                },
+                must_change_password(lookup.session.kind, user, lookup.password_expiry_days, now),
+            ),
+            None => (
+                Principal::ServiceAccount {
+                    service_account_id: lookup.session.service_account_id.unwrap_or_default(),
+                    name: lookup.session.service_account_name.clone().unwrap_or_default(),
+                },
+                false,
+            ),
+        };
         Ok(Some(SessionValidity {
             session_id: lookup.session.session_id,
-            user_id: lookup.user.user_id,
+            principal,
             tenant_id: lookup.session.tenant_id,
-            user_name: lookup.user.user_name.clone(),
             expire_time: lookup.session.expire_time,
-            is_force_change_password: must_change_password(
-                lookup.session.kind,
-                &lookup.user,
-                lookup.password_expiry_days,
-                now,
-            ),
+            is_force_change_password,
             impersonator_user_id: lookup.session.impersonator_user_id,
         }))
     }

@@ -251,7 +251,7 @@ pub(super) mod tests {
             session: SessionRecord {
                 session_id,
                 token_hash: vec![1; 32],
-                user_id,
+                user_id: Some(user_id),
                 tenant_id,
                 kind: SessionKind::Password,
                 create_time: now,
@@ -261,8 +261,11 @@ pub(super) mod tests {
                 impersonator_user_id: None,
                 access_token_id: None,
                 access_token_name: None,
+                service_account_id: None,
+                service_account_name: None,
+                details: Default::default(),
             },
-            user: UserRecord {
+            user: Some(UserRecord {
                 user_id,
                 tenant_id,
                 user_name: "ann".into(),
@@ -277,7 +280,7 @@ pub(super) mod tests {
                 locked_until: None,
                 create_time: now,
                 update_time: now,
-            },
+            }),
             password_expiry_days: None,
             tenant_name: "Default".into(),
         }

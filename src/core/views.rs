@@ -87,7 +87,8 @@ impl From<UserRecord> for UserView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
     pub session_id: Uuid,
-    pub user_id: Uuid,
+    /// The user the session acts as; `None` for a service-account session.
+    pub user_id: Option<Uuid>,
     /// The tenant the session acts in.
     pub tenant_id: Uuid,
     pub kind: SessionKind,
@@ -99,6 +100,14 @@ pub struct SessionView {
     pub impersonator_user_id: Option<Uuid>,
     /// The name of the user access token the session was opened with.
     pub user_access_token_name: Option<String>,
+    /// The service account a service-account session acts as: its id and name.
+    pub service_account: Option<(Uuid, String)>,
+    /// The client's user-agent when the session was opened, truncated.
+    pub user_agent: Option<String>,
+    /// The address the session was opened from.
+    pub peer_address: Option<String>,
+    /// The device name the client gave on login.
+    pub device_name: Option<String>,
     /// Whether this is the session the caller is using for this very call.
     pub current: bool,
 }
@@ -116,6 +125,12 @@ impl SessionView {
             end_time: s.end_time,
             impersonator_user_id: s.impersonator_user_id,
             user_access_token_name: s.access_token_name,
+            service_account: s
+                .service_account_id
+                .map(|id| (id, s.service_account_name.unwrap_or_default())),
+            user_agent: s.details.user_agent,
+            peer_address: s.details.peer_address,
+            device_name: s.details.device_name,
             current,
         }
     }

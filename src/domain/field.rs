@@ -54,6 +54,19 @@ pub(crate) fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(
     Ok(())
 }
 
+/// A device name is short: what a person would call it in a list ("Work laptop").
+const MAX_DEVICE_NAME_CHARS: usize = 100;
+
+/// The optional name a client gives its device on login; empty means none.
+pub fn device_name(field: &str, value: &str) -> Result<Option<String>, FieldViolation> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_text(field, value, MAX_DEVICE_NAME_CHARS)?;
+    Ok(Some(value.to_owned()))
+}
+
 /// Descriptions are free text up to 1000 characters. Line breaks and tabs are kept, since free text
 /// is written in lines; every other control character and every format character is refused, as
 /// in names.

@@ -3,6 +3,7 @@
 
 mod audit_event;
 mod audit_filter;
+mod expiration;
 mod field;
 mod lockout;
 mod names;
@@ -15,7 +16,9 @@ mod session_kind;
 
 pub use audit_event::AuditEvent;
 pub use audit_filter::AuditFilter;
-pub use field::{FieldViolation, check_description};
+pub use expiration::Expiration;
+pub(crate) use field::is_control_or_format;
+pub use field::{FieldViolation, check_description, device_name};
 pub use lockout::{LockoutPolicy, MAX_CONSECUTIVE_FAILURES};
 pub use names::{AccessTokenName, ServiceAccountName, TenantName, UserName, name_key};
 pub use paging::{PageRequest, PageToken};

@@ -380,6 +380,47 @@ impl pb::admin_service_server::AdminService for AdminApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    async fn list_user_sessions(
+        &self,
+        request: Request<pb::ListUserSessionsRequest>,
+    ) -> Result<Response<pb::ListUserSessionsResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let user_id = parse_id("user_id", &req.user_id)?;
+            let page = PageRequest::parse(req.page_size, &req.page_token)?;
+            let (sessions, next) = self
+                .identity
+                .list_user_sessions(&caller, user_id, req.include_ended, page)
+                .await?;
+            Ok(pb::ListUserSessionsResponse {
+                sessions: sessions.into_iter().map(convert::session).collect(),
+                next_page_token: next_token(next),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        request: Request<pb::RevokeUserSessionsRequest>,
+    ) -> Result<Response<pb::RevokeUserSessionsResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let user_id = parse_id("user_id", &req.user_id)?;
+            let session_id = parse_optional_id("session_id", &req.session_id)?;
+            let revoked = self
+                .identity
+                .revoke_user_sessions(&caller, user_id, session_id, &meta)
+                .await?;
+            Ok(pb::RevokeUserSessionsResponse {
+                revoked_count: i32::try_from(revoked).unwrap_or(i32::MAX),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,

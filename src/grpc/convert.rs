@@ -136,7 +136,7 @@ pub fn user(u: UserView) -> pb::User {
 pub fn session(s: SessionView) -> pb::Session {
     pb::Session {
         session_id: s.session_id.to_string(),
-        user_id: s.user_id.to_string(),
+        user_id: s.user_id.map(|id| id.to_string()).unwrap_or_default(),
         tenant_id: s.tenant_id.to_string(),
         kind: session_kind(s.kind) as i32,
         create_time: Some(timestamp(s.create_time)),
@@ -145,8 +145,16 @@ pub fn session(s: SessionView) -> pb::Session {
         end_time: s.end_time.map(timestamp),
         user_access_token_name: s.user_access_token_name.unwrap_or_default(),
         impersonator_user_id: s.impersonator_user_id.map(|id| id.to_string()).unwrap_or_default(),
-        service_account_name: String::new(),
+        service_account_id: s
+            .service_account
+            .as_ref()
+            .map(|(id, _)| id.to_string())
+            .unwrap_or_default(),
+        service_account_name: s.service_account.map(|(_, name)| name).unwrap_or_default(),
         current: s.current,
+        user_agent: s.user_agent.unwrap_or_default(),
+        peer_address: s.peer_address.unwrap_or_default(),
+        device_name: s.device_name.unwrap_or_default(),
     }
 }
 

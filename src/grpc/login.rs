@@ -5,6 +5,7 @@ use super::error::to_status;
 use super::pb;
 use super::request::{authenticated, bearer, meta, parse_optional_id};
 use crate::core::{Error, Identity};
+use crate::domain::device_name;
 
 pub struct LoginApi {
     identity: Identity,
@@ -23,8 +24,10 @@ fn unimplemented(what: &'static str) -> Status {
 #[tonic::async_trait]
 impl pb::login_service_server::LoginService for LoginApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        let meta = meta(&request);
+        let mut meta = meta(&request);
         let req = request.into_inner();
+        meta.device_name =
+            device_name("device_name", &req.device_name).map_err(|v| to_status(Error::InvalidArgument(vec![v])))?;
         if !req.token.is_empty() {
             if !req.password.is_empty() {
                 return Err(to_status(Error::invalid(

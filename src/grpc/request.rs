@@ -30,6 +30,12 @@ pub fn bearer<T>(request: &Request<T>) -> Result<Option<&str>, Error> {
 pub fn meta<T>(request: &Request<T>) -> RequestMeta {
     RequestMeta {
         peer: request.remote_addr().map(|a| a.to_string()),
+        user_agent: request
+            .metadata()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        device_name: None,
     }
 }
 

@@ -4,7 +4,7 @@ use super::convert::{self, timestamp};
 use super::error::to_status;
 use super::pb;
 use super::request::{authenticated, parse_id};
-use crate::core::{Error, Identity};
+use crate::core::{Identity, Principal};
 use crate::domain::PageRequest;
 
 pub struct SessionApi {
@@ -15,10 +15,6 @@ impl SessionApi {
     pub fn new(identity: Identity) -> Self {
         Self { identity }
     }
-}
-
-fn unimplemented(what: &'static str) -> Status {
-    to_status(Error::Unimplemented(what))
 }
 
 #[tonic::async_trait]
@@ -35,16 +31,33 @@ impl pb::session_service_server::SessionService for SessionApi {
             .map_err(to_status)?;
         let response = match validity {
             None => pb::ValidateSessionResponse::default(),
-            Some(v) => pb::ValidateSessionResponse {
-                valid: true,
-                session_id: v.session_id.to_string(),
-                user_id: v.user_id.to_string(),
-                tenant_id: v.tenant_id.to_string(),
-                user_name: v.user_name,
-                expire_time: Some(timestamp(v.expire_time)),
-                is_force_change_password: v.is_force_change_password,
-                impersonator_user_id: v.impersonator_user_id.map(|id| id.to_string()).unwrap_or_default(),
-            },
+            Some(v) => {
+                let mut response = pb::ValidateSessionResponse {
+                    valid: true,
+                    session_id: v.session_id.to_string(),
+                    tenant_id: v.tenant_id.to_string(),
+                    expire_time: Some(timestamp(v.expire_time)),
+                    is_force_change_password: v.is_force_change_password,
+                    impersonator_user_id: v.impersonator_user_id.map(|id| id.to_string()).unwrap_or_default(),
+                    ..Default::default()
+                };
+                match v.principal {
+                    Principal::User { user_id, user_name } => {
+                        response.set_principal_kind(pb::PrincipalKind::User);
+                        response.user_id = user_id.to_string();
+                        response.user_name = user_name;
+                    }
+                    Principal::ServiceAccount {
+                        service_account_id,
+                        name,
+                    } => {
+                        response.set_principal_kind(pb::PrincipalKind::ServiceAccount);
+                        response.service_account_id = service_account_id.to_string();
+                        response.service_account_name = name;
+                    }
+                }
+                response
+            }
         };
         Ok(Response::new(response))
     }
@@ -69,30 +82,82 @@ impl pb::session_service_server::SessionService for SessionApi {
 
     async fn create_session(
         &self,
-        _: Request<pb::CreateSessionRequest>,
+        request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
-        Err(unimplemented("CreateSession"))
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let (session, token) = self
+                .identity
+                .create_service_account_session(
+                    &caller,
+                    &req.service_account_name,
+                    &req.expiration_date,
+                    &req.time_zone,
+                    &meta,
+                )
+                .await?;
+            Ok(pb::CreateSessionResponse {
+                session: Some(convert::session(session)),
+                session_token: token.expose().to_owned(),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn list_sessions(
         &self,
-        _: Request<pb::ListSessionsRequest>,
+        request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
-        Err(unimplemented("ListSessions"))
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let page = PageRequest::parse(req.page_size, &req.page_token)?;
+            let (sessions, next) = self
+                .identity
+                .list_service_account_sessions(&caller, &req.service_account_name, page)
+                .await?;
+            Ok(pb::ListSessionsResponse {
+                sessions: sessions.into_iter().map(convert::session).collect(),
+                next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn update_session(
         &self,
-        _: Request<pb::UpdateSessionRequest>,
+        request: Request<pb::UpdateSessionRequest>,
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
-        Err(unimplemented("UpdateSession"))
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let session_id = parse_id("session_id", &req.session_id)?;
+            let session = self
+                .identity
+                .update_service_account_session(&caller, session_id, &req.expiration_date, &req.time_zone, &meta)
+                .await?;
+            Ok(pb::UpdateSessionResponse {
+                session: Some(convert::session(session)),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn delete_session(
         &self,
-        _: Request<pb::DeleteSessionRequest>,
+        request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        Err(unimplemented("DeleteSession"))
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let session_id = parse_id("session_id", &req.session_id)?;
+            self.identity
+                .delete_service_account_session(&caller, session_id, &meta)
+                .await?;
+            Ok(pb::DeleteSessionResponse {})
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn list_my_sessions(

@@ -68,6 +68,12 @@ pub trait Dialect:
     /// The statement that opens a write transaction.
     const BEGIN_WRITE: &'static str;
 
+    /// Deletes at most `$2` sessions that expired or ended before `$1`. The rows are chosen and
+    /// deleted in one statement; on Postgres, rows another instance's sweep is deleting at that
+    /// moment are skipped rather than waited for (two sweeps locking the same rows in different
+    /// orders could deadlock). SQLite has one writer at a time and needs no such clause.
+    const DELETE_OLD_SESSIONS: &'static str;
+
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 

@@ -19,9 +19,9 @@ use uuid::Uuid;
 pub use dialect::{Dialect, LastUseOf};
 pub use error::StoreError;
 pub use records::{
-    AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionLookup,
-    SessionRecord, SessionsOf, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord,
-    UserWrite,
+    AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionDetails,
+    SessionLookup, SessionRecord, SessionsOf, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard,
+    UserRecord, UserWrite,
 };
 pub use sql::SqlStore;
 
@@ -111,6 +111,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unlock_user(&self, guard: &UserGuard, audit: &AuditEvent) -> StoreResult<UserWrite>;
 
     async fn insert_service_account(&self, account: &ServiceAccountRecord, audit: &AuditEvent) -> StoreResult<()>;
+    /// A tenant's service account by normalised name.
+    async fn find_service_account(&self, tenant_id: Uuid, name_key: &str) -> StoreResult<Option<ServiceAccountRecord>>;
     async fn list_service_accounts(&self, tenant_id: Uuid, page: PageRequest)
     -> StoreResult<Vec<ServiceAccountRecord>>;
 
@@ -120,6 +122,19 @@ pub trait Store: Send + Sync + 'static {
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>>;
     /// Ends an open session of `user_id`; returns false when there is no such open session.
     async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Moves the expiry of a service-account session that is open and not yet expired at the
+    /// event's time; returns false, changing nothing, when there is no such session.
+    async fn set_service_account_session_expiry(
+        &self,
+        session_id: Uuid,
+        expire_time: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Ends an open service-account session; returns false when there is no such open session.
+    async fn end_service_account_session(&self, session_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Deletes at most `limit` sessions that expired or ended before `before`; returns how many.
+    /// Safe to run on several instances at once.
+    async fn delete_old_sessions(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
     /// Ends every open session of a user but `keep`; returns how many ended.
     async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditEvent) -> StoreResult<u64>;
     /// The sessions whose end was recorded at or after `since` (one indexed range scan), so that
@@ -128,7 +143,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records last-use times of sessions or tokens in one batch; a time older than the stored one
     /// is ignored.
     async fn record_last_use(&self, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
-    /// A user's sessions, or those opened with a token, in creation order; open ones only unless
+    /// A user's sessions, those opened with a token, or a service account's, in creation order; open ones only unless
     /// `ended`.
     async fn list_sessions(&self, of: SessionsOf, ended: bool, page: PageRequest) -> StoreResult<Vec<SessionRecord>>;
 

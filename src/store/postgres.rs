@@ -29,6 +29,9 @@ pub type PostgresStore = SqlStore<Postgres>;
 impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
 
+    const DELETE_OLD_SESSIONS: &'static str = "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions \
+         WHERE expire_time < $1 OR end_time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
     }

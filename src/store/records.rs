@@ -169,12 +169,15 @@ pub enum UserWrite {
     LastHolder,
 }
 
-/// A session row. Only the SHA-256 hash of its token is kept.
+/// A session row. Only the SHA-256 hash of its token is kept. A session acts as a user or, opened
+/// by the deprecated CloudBees createSession, as a service account: exactly one of `user_id` and
+/// `service_account_id` is set.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {
     pub session_id: Uuid,
     pub token_hash: Vec<u8>,
-    pub user_id: Uuid,
+    /// The user the session acts as; `None` for a service-account session.
+    pub user_id: Option<Uuid>,
     /// The tenant the session acts in (a customer-support session acts in the client tenant).
     /// Selected under another name, so that it can be read beside its user's columns.
     #[sqlx(rename = "session_tenant_id")]
@@ -194,6 +197,25 @@ pub struct SessionRecord {
     pub access_token_id: Option<Uuid>,
     /// That token's name, read with the session (not a column of it).
     pub access_token_name: Option<String>,
+    /// The service account the session acts as; `None` for a user's session.
+    pub service_account_id: Option<Uuid>,
+    /// That service account's name, read with the session (not a column of it).
+    pub service_account_name: Option<String>,
+    /// What the client told about itself when the session was opened, truncated.
+    #[sqlx(flatten)]
+    pub details: SessionDetails,
+}
+
+/// What the client told about itself when a session was opened, so that a person can recognise
+/// the session later. Each field is bounded in length by the core before it is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionDetails {
+    /// The client's `user-agent`.
+    pub user_agent: Option<String>,
+    /// The address the session was opened from.
+    pub peer_address: Option<String>,
+    /// The name the client gave its device on login.
+    pub device_name: Option<String>,
 }
 
 /// Whose sessions to list.
@@ -202,19 +224,46 @@ pub enum SessionsOf {
     User(Uuid),
     /// Those opened with this user access token.
     AccessToken(Uuid),
+    /// Those of this service account.
+    ServiceAccount(Uuid),
 }
 
-/// What validating a session needs, read in one query: the session, its user, and their tenants.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// What validating a session needs, read in one query: the session, its user (none for a
+/// service-account session), and their tenants.
+#[derive(Debug, Clone)]
 pub struct SessionLookup {
-    #[sqlx(flatten)]
     pub session: SessionRecord,
-    #[sqlx(flatten)]
-    pub user: UserRecord,
-    /// The password-expiry policy of the user's own tenant, in days (`None` for never).
+    /// The user the session acts as; `None` for a service-account session.
+    pub user: Option<UserRecord>,
+    /// The password-expiry policy of the user's own tenant, in days (`None` for never, and for a
+    /// service-account session).
     pub password_expiry_days: Option<i32>,
     /// The name of the tenant the session acts in.
     pub tenant_name: String,
+}
+
+impl<'r, R: Row> sqlx::FromRow<'r, R> for SessionLookup
+where
+    &'r str: ColumnIndex<R>,
+    SessionRecord: sqlx::FromRow<'r, R>,
+    UserRecord: sqlx::FromRow<'r, R>,
+    Option<i32>: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+        let session = SessionRecord::from_row(row)?;
+        // The user's columns come from an outer join: all null for a service-account session.
+        let user = match session.user_id {
+            Some(_) => Some(UserRecord::from_row(row)?),
+            None => None,
+        };
+        Ok(Self {
+            session,
+            user,
+            password_expiry_days: row.try_get("password_expiry_days")?,
+            tenant_name: row.try_get("tenant_name")?,
+        })
+    }
 }
 
 /// A user access token row. Only the SHA-256 hash of its secret is kept.

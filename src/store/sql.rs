@@ -43,14 +43,17 @@ macro_rules! session_columns {
     () => {
         "s.session_id, s.token_hash, s.user_id, s.tenant_id AS session_tenant_id, s.kind, \
          s.create_time AS session_create_time, s.expire_time, s.last_use_time, s.end_time, \
-         s.impersonator_user_id, s.access_token_id, t.name AS access_token_name"
+         s.impersonator_user_id, s.access_token_id, t.name AS access_token_name, \
+         s.service_account_id, sa.name AS service_account_name, s.user_agent, s.peer_address, s.device_name"
     };
 }
 
-/// Sessions `s`, each with the user access token `t` it was opened with, if any.
+/// Sessions `s`, each with the user access token `t` it was opened with and the service account
+/// `sa` it acts as, if any.
 macro_rules! sessions_with_tokens {
     () => {
-        "sessions s LEFT JOIN user_access_tokens t ON t.token_id = s.access_token_id"
+        "sessions s LEFT JOIN user_access_tokens t ON t.token_id = s.access_token_id \
+         LEFT JOIN service_accounts sa ON sa.service_account_id = s.service_account_id"
     };
 }
 
@@ -238,7 +241,7 @@ where
         Ok(())
     }
 
-    /// Ends the open sessions of a user, or those opened with a token, at `at`.
+    /// Ends the open sessions of a user, those opened with a token, or a service account's, at `at`.
     async fn end_sessions_in(conn: &mut DB::Connection, of: SessionsOf, at: DateTime<Utc>) -> StoreResult<()> {
         let (sql, owner) = match of {
             SessionsOf::User(id) => (
@@ -247,6 +250,10 @@ where
             ),
             SessionsOf::AccessToken(id) => (
                 "UPDATE sessions SET end_time = $2 WHERE access_token_id = $1 AND end_time IS NULL",
+                id,
+            ),
+            SessionsOf::ServiceAccount(id) => (
+                "UPDATE sessions SET end_time = $2 WHERE service_account_id = $1 AND end_time IS NULL",
                 id,
             ),
         };
@@ -628,6 +635,15 @@ where
         Self::commit(tx, audit).await
     }
 
+    async fn find_service_account(&self, tenant_id: Uuid, name_key: &str) -> StoreResult<Option<ServiceAccountRecord>> {
+        let row = sqlx::query("SELECT * FROM service_accounts WHERE tenant_id = $1 AND name_key = $2")
+            .arg(tenant_id)
+            .arg(name_key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Self::optional(row)
+    }
+
     async fn list_service_accounts(
         &self,
         tenant_id: Uuid,
@@ -642,8 +658,9 @@ where
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
-             last_use_time, end_time, impersonator_user_id, access_token_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             last_use_time, end_time, impersonator_user_id, access_token_id, service_account_id, user_agent, \
+             peer_address, device_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .arg(s.session_id)
         .arg(s.token_hash.as_slice())
@@ -656,6 +673,10 @@ where
         .arg(stored(s.end_time))
         .arg(s.impersonator_user_id)
         .arg(s.access_token_id)
+        .arg(s.service_account_id)
+        .arg(s.details.user_agent.as_deref())
+        .arg(s.details.peer_address.as_deref())
+        .arg(s.details.device_name.as_deref())
         .execute(&mut *tx)
         .await?;
         Self::commit(tx, audit).await
@@ -667,7 +688,8 @@ where
             session_columns!(),
             ", u.*, ut.password_expiry_days, st.name AS tenant_name FROM ",
             sessions_with_tokens!(),
-            " JOIN users u ON u.user_id = s.user_id JOIN tenants ut ON ut.tenant_id = u.tenant_id \
+            // Outer joins: a service-account session has no user.
+            " LEFT JOIN users u ON u.user_id = s.user_id LEFT JOIN tenants ut ON ut.tenant_id = u.tenant_id \
              JOIN tenants st ON st.tenant_id = s.tenant_id WHERE s.token_hash = $1"
         );
         self.find(sql, token_hash).await
@@ -692,6 +714,57 @@ where
         }
         Self::commit(tx, audit).await?;
         Ok(true)
+    }
+
+    async fn set_service_account_session_expiry(
+        &self,
+        session_id: Uuid,
+        expire_time: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE sessions SET expire_time = $2 WHERE session_id = $1 AND service_account_id IS NOT NULL \
+             AND end_time IS NULL AND expire_time > $3",
+        )
+        .arg(session_id)
+        .arg(StoredTime(expire_time))
+        .arg(StoredTime(audit.time))
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&changed) == 0 {
+            return Ok(false);
+        }
+        Self::commit(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn end_service_account_session(&self, session_id: Uuid, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE sessions SET end_time = $2 WHERE session_id = $1 AND service_account_id IS NOT NULL \
+             AND end_time IS NULL",
+        )
+        .arg(session_id)
+        .arg(StoredTime(audit.time))
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&ended) == 0 {
+            return Ok(false);
+        }
+        Self::commit(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn delete_old_sessions(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        // One small batch per call: concurrent sweeps on other instances at worst pick the same
+        // rows, and a row deleted twice is no harm (see the dialect's statement).
+        let deleted = sqlx::query(DB::DELETE_OLD_SESSIONS)
+            .arg(StoredTime(before))
+            .arg(limit)
+            .execute(&self.writer)
+            .await?;
+        Ok(DB::rows_affected(&deleted))
     }
 
     async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditEvent) -> StoreResult<u64> {
@@ -728,6 +801,13 @@ where
                      AND ($3 IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4"
                 ),
                 token_id,
+            ),
+            SessionsOf::ServiceAccount(account_id) => (
+                select_sessions!(
+                    "WHERE s.service_account_id = $1 AND ($2 OR s.end_time IS NULL) \
+                     AND ($3 IS NULL OR s.session_id > $3) ORDER BY s.session_id LIMIT $4"
+                ),
+                account_id,
             ),
         };
         let rows = sqlx::query(sql)

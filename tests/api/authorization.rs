@@ -122,10 +122,12 @@ enum Rpc {
     UnlockUser,
     CreateServiceAccount,
     ListServiceAccounts,
+    ListUserSessions,
+    RevokeUserSessions,
     ListAuditEvents,
 }
 
-const ROWS: [Rpc; 40] = [
+const ROWS: [Rpc; 42] = [
     Rpc::Login,
     Rpc::StartSso,
     Rpc::LoginSso,
@@ -165,6 +167,8 @@ const ROWS: [Rpc; 40] = [
     Rpc::UnlockUser,
     Rpc::CreateServiceAccount,
     Rpc::ListServiceAccounts,
+    Rpc::ListUserSessions,
+    Rpc::RevokeUserSessions,
     Rpc::ListAuditEvents,
 ];
 
@@ -221,6 +225,8 @@ impl Rpc {
             UnlockUser => "identity.v1.AdminService/UnlockUser",
             CreateServiceAccount => "identity.v1.AdminService/CreateServiceAccount",
             ListServiceAccounts => "identity.v1.AdminService/ListServiceAccounts",
+            ListUserSessions => "identity.v1.AdminService/ListUserSessions",
+            RevokeUserSessions => "identity.v1.AdminService/RevokeUserSessions",
             ListAuditEvents => "identity.v1.AdminService/ListAuditEvents",
         }
     }
@@ -239,7 +245,11 @@ impl Rpc {
             | EnableUser
             | SetUserRoles
             | SetUserPassword
-            | UnlockUser => Targets::Users,
+            | UnlockUser
+            | ListUserSessions
+            | RevokeUserSessions => Targets::Users,
+            // A service-account session of the caller's tenant, or of another.
+            UpdateSession | DeleteSession => Targets::Tenants,
             GetTenant | UpdateTenant | CreateUser | ListUsers | CreateServiceAccount | ListServiceAccounts
             | ListAuditEvents => Targets::Tenants,
             _ => Targets::Own,
@@ -266,15 +276,10 @@ impl Rpc {
         let own = c.target == Target::Caller;
         match self {
             Login | ValidateSession | GetCurrentUser | ListMySessions => OK,
-            StartSso
-            | LoginSso
-            | LoginAsCustomerSupport
-            | ProxyLogin
-            | SwitchBack
-            | CreateSession
-            | ListSessions
-            | UpdateSession
-            | DeleteSession => UNIMPLEMENTED,
+            StartSso | LoginSso | LoginAsCustomerSupport | ProxyLogin | SwitchBack => UNIMPLEMENTED,
+            // Service-account sessions, in the caller's tenant or (by session id) another's.
+            ListSessions => administers,
+            CreateSession | UpdateSession | DeleteSession => change(administers),
             LogoutCurrent if c.via == Via::TokenBearer => Err((Code::FailedPrecondition, "FAILED_PRECONDITION")),
             LogoutCurrent => OK,
             // Another of the caller's sessions, or someone else's.
@@ -306,6 +311,14 @@ impl Rpc {
             UpdateUser => change(if own { OK } else { acts_on }),
             DisableUser => change(acts_on.and(if own { OWN_ACCOUNT } else { OK })),
             EnableUser | SetUserRoles | SetUserPassword | UnlockUser => change(acts_on),
+            ListUserSessions => {
+                if own {
+                    OK
+                } else {
+                    acts_on
+                }
+            }
+            RevokeUserSessions => change(acts_on),
         }
     }
 
@@ -348,6 +361,8 @@ impl Rpc {
             | UnlockUser
             | CreateServiceAccount
             | ListServiceAccounts
+            | ListUserSessions
+            | RevokeUserSessions
             | ListAuditEvents => true,
         }
     }
@@ -375,6 +390,8 @@ const RESET_PASSWORD: &str = "a temporary password for the matrix";
 struct Party {
     user: pb::User,
     session_id: String,
+    /// The token of that session.
+    session_token: String,
 }
 
 /// Fresh tenants and users for one cell.
@@ -421,6 +438,51 @@ impl World<'_> {
         }
     }
 
+    /// Creates the service account "robot" in the target's tenant, as the bootstrap administrator.
+    async fn service_account(&self, target: Target) {
+        let request = pb::CreateServiceAccountRequest {
+            tenant_id: self.tenant_id(target),
+            name: "robot".into(),
+            ..Default::default()
+        };
+        self.app
+            .admin
+            .clone()
+            .create_service_account(bearer(request, &self.app.admin_token))
+            .await
+            .expect("create a service account");
+    }
+
+    /// Opens a session of a service account of the target's tenant, as an administrator of that
+    /// tenant; answers its id.
+    async fn service_account_session(&self, target: Target) -> String {
+        self.service_account(target).await;
+        let admin = match target {
+            Target::Stranger => &self.stranger,
+            _ => &self.senior,
+        };
+        let request = pb::CreateSessionRequest {
+            service_account_name: "robot".into(),
+            expiration_date: self.next_week(),
+            time_zone: String::new(),
+        };
+        self.app
+            .sessions
+            .clone()
+            .create_session(bearer(request, &admin.session_token))
+            .await
+            .expect("open a service-account session")
+            .into_inner()
+            .session
+            .unwrap()
+            .session_id
+    }
+
+    /// An expiration_date a week from the server's now.
+    fn next_week(&self) -> String {
+        (self.app.clock_now() + chrono::Duration::days(7)).to_rfc3339()
+    }
+
     /// The user name to send for a target (empty: the caller) and the name of their token.
     fn token_of(&self, target: Target) -> (String, String) {
         match target {
@@ -450,6 +512,7 @@ async fn party(app: &TestApp, tenant_id: &str, name: String, roles: &[pb::Role])
     Party {
         user,
         session_id: login.session.unwrap().session_id,
+        session_token: login.session_token,
     }
 }
 
@@ -573,20 +636,35 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
             app.sessions.clone().get_current_user(request).await.map(ok)
         }
         CreateSession => {
-            let request = bearer(pb::CreateSessionRequest::default(), b);
-            app.sessions.clone().create_session(request).await.map(ok)
+            w.service_account(target).await;
+            let request = pb::CreateSessionRequest {
+                service_account_name: "robot".into(),
+                expiration_date: w.next_week(),
+                time_zone: String::new(),
+            };
+            app.sessions.clone().create_session(bearer(request, b)).await.map(ok)
         }
         ListSessions => {
-            let request = bearer(pb::ListSessionsRequest::default(), b);
-            app.sessions.clone().list_sessions(request).await.map(ok)
+            w.service_account(target).await;
+            let request = pb::ListSessionsRequest {
+                service_account_name: "robot".into(),
+                ..Default::default()
+            };
+            app.sessions.clone().list_sessions(bearer(request, b)).await.map(ok)
         }
         UpdateSession => {
-            let request = bearer(pb::UpdateSessionRequest::default(), b);
-            app.sessions.clone().update_session(request).await.map(ok)
+            let request = pb::UpdateSessionRequest {
+                session_id: w.service_account_session(target).await,
+                expiration_date: w.next_week(),
+                time_zone: "Europe/Berlin".into(),
+            };
+            app.sessions.clone().update_session(bearer(request, b)).await.map(ok)
         }
         DeleteSession => {
-            let request = bearer(pb::DeleteSessionRequest::default(), b);
-            app.sessions.clone().delete_session(request).await.map(ok)
+            let request = pb::DeleteSessionRequest {
+                session_id: w.service_account_session(target).await,
+            };
+            app.sessions.clone().delete_session(bearer(request, b)).await.map(ok)
         }
         ListMySessions => {
             let request = bearer(pb::ListMySessionsRequest::default(), b);
@@ -775,6 +853,20 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
                 .list_service_accounts(bearer(request, b))
                 .await
                 .map(ok)
+        }
+        ListUserSessions => {
+            let request = pb::ListUserSessionsRequest {
+                user_id: user.user_id.clone(),
+                ..Default::default()
+            };
+            app.admin.clone().list_user_sessions(bearer(request, b)).await.map(ok)
+        }
+        RevokeUserSessions => {
+            let request = pb::RevokeUserSessionsRequest {
+                user_id: user.user_id.clone(),
+                session_id: String::new(),
+            };
+            app.admin.clone().revoke_user_sessions(bearer(request, b)).await.map(ok)
         }
         ListAuditEvents => {
             let request = pb::ListAuditEventsRequest {

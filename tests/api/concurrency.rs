@@ -21,6 +21,7 @@ async fn concurrent_logins_and_validations_all_succeed(env: TestEnv) {
                 user_name: ADMIN_USER.into(),
                 password: ADMIN_PASSWORD.into(),
                 token: String::new(),
+                device_name: String::new(),
             };
             tokio::spawn(async move { client.login(request).await })
         })
@@ -83,6 +84,7 @@ async fn a_full_hashing_queue_answers_resource_exhausted(env: TestEnv) {
                 user_name: ADMIN_USER.into(),
                 password: ADMIN_PASSWORD.into(),
                 token: String::new(),
+                device_name: String::new(),
             };
             tokio::spawn(async move { client.login(request).await })
         })

@@ -108,6 +108,7 @@ async fn undecodable_messages_are_invalid_argument(env: TestEnv) {
         user_name: ADMIN_USER.into(),
         password: ADMIN_PASSWORD.into(),
         token: String::new(),
+        device_name: String::new(),
     };
     let encoded = prost::Message::encode_to_vec(&valid);
     call_raw(&app.channel, "/identity.v1.LoginService/Login", encoded)
@@ -278,6 +279,7 @@ async fn an_exhausted_connection_pool_answers_unavailable(env: TestEnv) {
             user_name: ADMIN_USER.into(),
             password: ADMIN_PASSWORD.into(),
             token: String::new(),
+            device_name: String::new(),
         };
         login.login(request).await
     });

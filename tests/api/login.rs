@@ -191,6 +191,7 @@ async fn bad_login_input_is_refused_with_the_field_named(env: TestEnv) {
         user_name: ADMIN_USER.into(),
         password: "x".into(),
         token: "y".into(),
+        device_name: String::new(),
     };
     let both = app.login.clone().login(both).await.unwrap_err();
     assert_eq!(violated_fields(&both), ["token"]);

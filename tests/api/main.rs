@@ -25,9 +25,11 @@ mod names;
 mod passwords;
 mod races;
 mod roles;
+mod service_account_sessions;
 mod sessions;
 mod shutdown;
 mod startup;
+mod user_sessions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -61,6 +63,8 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("passwords", passwords::tests()),
         ("shutdown", shutdown::tests()),
         ("failed_logins", failed_logins::tests()),
+        ("service_account_sessions", service_account_sessions::tests()),
+        ("user_sessions", user_sessions::tests()),
     ];
     match store {
         StoreKind::Postgres => {

@@ -688,6 +688,7 @@ async fn no_password_reaches_a_table_or_a_log_line(env: TestEnv) {
         user_name: user_name.into(),
         password: password.into(),
         token: String::new(),
+        device_name: String::new(),
     };
     let (created, wrong, changed, reset) = (
         "first pass phrase here",

@@ -118,6 +118,7 @@ async fn a_call_in_flight_finishes_during_the_drain(env: TestEnv) {
             user_name: ADMIN_USER.into(),
             password: ADMIN_PASSWORD.into(),
             token: String::new(),
+            device_name: String::new(),
         };
         client.login(request).await
     });
@@ -155,6 +156,7 @@ async fn a_call_still_running_at_the_deadline_is_cut(env: TestEnv) {
             user_name: ADMIN_USER.into(),
             password: ADMIN_PASSWORD.into(),
             token: String::new(),
+            device_name: String::new(),
         };
         client.login(request).await
     });

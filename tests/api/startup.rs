@@ -54,5 +54,8 @@ async fn an_in_memory_database_serves_logins(_: TestEnv) {
         .await
         .unwrap()
         .expect("valid");
-    assert_eq!(validity.user_name, "admin");
+    let identityd::core::Principal::User { user_name, .. } = validity.principal else {
+        panic!("a user's session: {validity:?}");
+    };
+    assert_eq!(user_name, "admin");
 }

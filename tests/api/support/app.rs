@@ -220,7 +220,7 @@ impl TestApp {
         let request = pb::LoginRequest {
             user_name: user_name.into(),
             password: password.into(),
-            token: String::new(),
+            ..Default::default()
         };
         self.login.clone().login(request).await.map(|r| r.into_inner())
     }
