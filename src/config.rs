@@ -42,6 +42,14 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_SESSION_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub session_idle_timeout: Duration,
 
+    /// Absolute lifetime of a proxy or customer-support session (an impersonation).
+    #[arg(long, env = "IDENTITYD_IMPERSONATION_LIFETIME", default_value = "1h", value_parser = parse_duration)]
+    pub impersonation_lifetime: Duration,
+
+    /// A proxy or customer-support session ends after this long without use.
+    #[arg(long, env = "IDENTITYD_IMPERSONATION_IDLE_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub impersonation_idle_timeout: Duration,
+
     /// argon2id memory per hash, KiB (at least OWASP's 19456 in production).
     #[arg(long, env = "IDENTITYD_ARGON2_MEMORY_KIB", default_value_t = 19456)]
     pub argon2_memory_kib: u32,
@@ -178,6 +186,8 @@ impl Config {
         Ok(SessionSettings {
             lifetime: chrono::Duration::from_std(self.session_lifetime)?,
             idle_timeout: chrono::Duration::from_std(self.session_idle_timeout)?,
+            impersonation_lifetime: chrono::Duration::from_std(self.impersonation_lifetime)?,
+            impersonation_idle_timeout: chrono::Duration::from_std(self.impersonation_idle_timeout)?,
         })
     }
 }

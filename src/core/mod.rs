@@ -10,6 +10,7 @@ mod caller;
 pub mod error;
 mod failure_audit;
 mod failure_throttle;
+mod impersonation;
 mod last_use;
 mod liveness;
 mod login;
@@ -38,6 +39,7 @@ pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
 pub use failure_throttle::FailureLimit;
+pub use impersonation::SwitchBackOutcome;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::SessionValidity;
@@ -51,6 +53,11 @@ pub struct SessionSettings {
     pub lifetime: Duration,
     /// A session ends when it has not been used for this long.
     pub idle_timeout: Duration,
+    /// A proxy or customer-support session ends this long after it was opened: impersonation is
+    /// where accounts are misused, so it lasts for a piece of work, not a day.
+    pub impersonation_lifetime: Duration,
+    /// A proxy or customer-support session ends when it has not been used for this long.
+    pub impersonation_idle_timeout: Duration,
 }
 
 impl Default for SessionSettings {
@@ -58,6 +65,8 @@ impl Default for SessionSettings {
         Self {
             lifetime: Duration::hours(12),
             idle_timeout: Duration::hours(1),
+            impersonation_lifetime: Duration::hours(1),
+            impersonation_idle_timeout: Duration::minutes(15),
         }
     }
 }

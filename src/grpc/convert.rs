@@ -107,6 +107,7 @@ pub fn tenant(t: TenantView) -> pb::Tenant {
         lockout_failures: t.lockout.failures(),
         lockout_duration: Some(seconds(t.lockout.seconds())),
         max_lockout_duration: Some(seconds(t.lockout.max_seconds())),
+        allow_customer_support: Some(t.allow_customer_support),
     }
 }
 
@@ -147,6 +148,7 @@ pub fn session(s: SessionView) -> pb::Session {
         impersonator_user_id: s.impersonator_user_id.map(|id| id.to_string()).unwrap_or_default(),
         service_account_name: String::new(),
         current: s.current,
+        impersonator_user_name: s.impersonator_user_name.unwrap_or_default(),
     }
 }
 

@@ -65,7 +65,8 @@ pub trait Store: Send + Sync + 'static {
         changes: &ProfilePatch,
         audit: &AuditEvent,
     ) -> StoreResult<UserWrite>;
-    /// Disables or enables a user; disabling ends their open sessions.
+    /// Disables or enables a user; disabling ends their open sessions, and those in which they
+    /// impersonate someone.
     async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite>;
     /// Replaces a user's roles.
     async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite>;
@@ -119,7 +120,21 @@ pub trait Store: Send + Sync + 'static {
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>>;
     /// Ends an open session of `user_id`; returns false when there is no such open session.
     async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
-    /// Ends every open session of a user but `keep`; returns how many ended.
+    /// Opens a proxy or customer-support session, recording every one of `audits` (one per tenant
+    /// concerned) in the same transaction.
+    async fn start_impersonation(&self, session: &SessionRecord, audits: &[AuditEvent]) -> StoreResult<()>;
+    /// Ends an open impersonated session of `user_id` and, when `fresh` is given, opens that
+    /// session for the real user in its place, recording every one of `audits`; returns false,
+    /// changing nothing, when there is no such open session.
+    async fn end_impersonation(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        fresh: Option<&SessionRecord>,
+        audits: &[AuditEvent],
+    ) -> StoreResult<bool>;
+    /// Ends every open session of a user but `keep`, and those in which they impersonate someone;
+    /// returns how many ended.
     async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditEvent) -> StoreResult<u64>;
     /// The sessions whose end was recorded at or after `since` (one indexed range scan), so that
     /// other instances can drop them from their validation caches.

@@ -43,14 +43,17 @@ macro_rules! session_columns {
     () => {
         "s.session_id, s.token_hash, s.user_id, s.tenant_id AS session_tenant_id, s.kind, \
          s.create_time AS session_create_time, s.expire_time, s.last_use_time, s.end_time, \
-         s.impersonator_user_id, s.access_token_id, t.name AS access_token_name"
+         s.impersonator_user_id, s.original_session_id, s.access_token_id, t.name AS access_token_name, \
+         iu.user_name AS impersonator_user_name"
     };
 }
 
-/// Sessions `s`, each with the user access token `t` it was opened with, if any.
+/// Sessions `s`, each with the user access token `t` it was opened with and the impersonator
+/// `iu` behind it, if any.
 macro_rules! sessions_with_tokens {
     () => {
-        "sessions s LEFT JOIN user_access_tokens t ON t.token_id = s.access_token_id"
+        "sessions s LEFT JOIN user_access_tokens t ON t.token_id = s.access_token_id \
+         LEFT JOIN users iu ON iu.user_id = s.impersonator_user_id"
     };
 }
 
@@ -139,6 +142,38 @@ where
         Ok(())
     }
 
+    async fn insert_session_in(conn: &mut DB::Connection, s: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
+             last_use_time, end_time, impersonator_user_id, access_token_id, original_session_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .arg(s.session_id)
+        .arg(s.token_hash.as_slice())
+        .arg(s.user_id)
+        .arg(s.tenant_id)
+        .arg(s.kind.as_str())
+        .arg(StoredTime(s.create_time))
+        .arg(StoredTime(s.expire_time))
+        .arg(StoredTime(s.last_use_time))
+        .arg(stored(s.end_time))
+        .arg(s.impersonator_user_id)
+        .arg(s.access_token_id)
+        .arg(s.original_session_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Records every one of `audits` in the transaction and commits it.
+    async fn commit_all(mut tx: Transaction<'static, DB>, audits: &[AuditEvent]) -> StoreResult<()> {
+        for audit in audits {
+            Self::insert_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_audit_in(conn: &mut DB::Connection, a: &AuditEvent) -> StoreResult<()> {
         let details = serde_json::to_string(&a.details).map_err(|e| StoreError::Other(e.into()))?;
         sqlx::query(
@@ -163,7 +198,7 @@ where
         sqlx::query(
             "INSERT INTO tenants (tenant_id, name, name_key, password_expiry_days, max_access_token_days, \
              create_time, update_time, min_password_length, lockout_failures, lockout_seconds, \
-             max_lockout_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             max_lockout_seconds, allow_customer_support) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .arg(t.tenant_id)
         .arg(t.name.as_str())
@@ -176,6 +211,7 @@ where
         .arg(t.lockout_failures)
         .arg(t.lockout_seconds)
         .arg(t.max_lockout_seconds)
+        .arg(t.allow_customer_support)
         .execute(&mut *conn)
         .await
         .map_err(unique("tenant.name"))?;
@@ -238,11 +274,13 @@ where
         Ok(())
     }
 
-    /// Ends the open sessions of a user, or those opened with a token, at `at`.
+    /// Ends the open sessions of a user (with those in which they impersonate someone), or those
+    /// opened with a token, at `at`.
     async fn end_sessions_in(conn: &mut DB::Connection, of: SessionsOf, at: DateTime<Utc>) -> StoreResult<()> {
         let (sql, owner) = match of {
             SessionsOf::User(id) => (
-                "UPDATE sessions SET end_time = $2 WHERE user_id = $1 AND end_time IS NULL",
+                "UPDATE sessions SET end_time = $2 WHERE (user_id = $1 OR impersonator_user_id = $1) \
+                 AND end_time IS NULL",
                 id,
             ),
             SessionsOf::AccessToken(id) => (
@@ -254,7 +292,8 @@ where
         Ok(())
     }
 
-    /// Ends the open sessions of a user but `keep`, at `at`; returns how many ended.
+    /// Ends the open sessions of a user but `keep` (with those in which they impersonate someone),
+    /// at `at`; returns how many ended.
     async fn end_user_sessions_in(
         conn: &mut DB::Connection,
         user_id: Uuid,
@@ -262,8 +301,8 @@ where
         at: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let ended = sqlx::query(
-            "UPDATE sessions SET end_time = $3 WHERE user_id = $1 AND end_time IS NULL \
-             AND ($2 IS NULL OR session_id <> $2)",
+            "UPDATE sessions SET end_time = $3 WHERE (user_id = $1 OR impersonator_user_id = $1) \
+             AND end_time IS NULL AND ($2 IS NULL OR session_id <> $2)",
         )
         .arg(user_id)
         .arg(keep)
@@ -405,7 +444,8 @@ where
              max_access_token_days = COALESCE($6, max_access_token_days), update_time = $7, \
              min_password_length = COALESCE($8, min_password_length), \
              lockout_failures = COALESCE($9, lockout_failures), lockout_seconds = COALESCE($10, lockout_seconds), \
-             max_lockout_seconds = COALESCE($11, max_lockout_seconds) WHERE tenant_id = $1 RETURNING *",
+             max_lockout_seconds = COALESCE($11, max_lockout_seconds), \
+             allow_customer_support = COALESCE($12, allow_customer_support) WHERE tenant_id = $1 RETURNING *",
         )
         .arg(tenant_id)
         .arg(name)
@@ -418,6 +458,7 @@ where
         .arg(changes.lockout.map(|l| l.0))
         .arg(changes.lockout.map(|l| l.1))
         .arg(changes.lockout.map(|l| l.2))
+        .arg(changes.allow_customer_support)
         .fetch_optional(&mut *tx)
         .await
         .map_err(unique("tenant.name"))?;
@@ -640,25 +681,47 @@ where
 
     async fn insert_session(&self, s: &SessionRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
-             last_use_time, end_time, impersonator_user_id, access_token_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        Self::insert_session_in(&mut tx, s).await?;
+        Self::commit(tx, audit).await
+    }
+
+    async fn start_impersonation(&self, s: &SessionRecord, audits: &[AuditEvent]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::insert_session_in(&mut tx, s).await?;
+        Self::commit_all(tx, audits).await
+    }
+
+    async fn end_impersonation(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        fresh: Option<&SessionRecord>,
+        audits: &[AuditEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // The change is made at its events' time, as every audited change is.
+        let Some(at) = audits.first().map(|a| a.time) else {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "an impersonation ends with its audit events"
+            )));
+        };
+        let ended = sqlx::query(
+            "UPDATE sessions SET end_time = $3 WHERE session_id = $1 AND user_id = $2 AND end_time IS NULL \
+             AND impersonator_user_id IS NOT NULL",
         )
-        .arg(s.session_id)
-        .arg(s.token_hash.as_slice())
-        .arg(s.user_id)
-        .arg(s.tenant_id)
-        .arg(s.kind.as_str())
-        .arg(StoredTime(s.create_time))
-        .arg(StoredTime(s.expire_time))
-        .arg(StoredTime(s.last_use_time))
-        .arg(stored(s.end_time))
-        .arg(s.impersonator_user_id)
-        .arg(s.access_token_id)
+        .arg(session_id)
+        .arg(user_id)
+        .arg(StoredTime(at))
         .execute(&mut *tx)
         .await?;
-        Self::commit(tx, audit).await
+        if DB::rows_affected(&ended) == 0 {
+            return Ok(false);
+        }
+        if let Some(fresh) = fresh {
+            Self::insert_session_in(&mut tx, fresh).await?;
+        }
+        Self::commit_all(tx, audits).await?;
+        Ok(true)
     }
 
     async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>> {
