@@ -20,6 +20,7 @@ mod concurrency;
 mod errors;
 mod failed_logins;
 mod health;
+mod impersonation;
 mod login;
 mod names;
 mod passwords;
@@ -61,6 +62,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("passwords", passwords::tests()),
         ("shutdown", shutdown::tests()),
         ("failed_logins", failed_logins::tests()),
+        ("impersonation", impersonation::tests()),
     ];
     match store {
         StoreKind::Postgres => {
