@@ -49,7 +49,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>>;
-    /// Changes the given fields of a tenant; `None` when there is no such tenant.
+    /// Changes the given fields of a tenant; `None` when there is no such tenant. Impersonated
+    /// sessions the change no longer allows end: those of its users in a client it no longer
+    /// serves, and, when it switches support off, those of other tenants' users acting in it.
     async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditEvent) -> StoreResult<Option<TenantRecord>>;
 
     async fn insert_user(&self, user: &UserRecord, audit: &AuditEvent) -> StoreResult<()>;
@@ -68,7 +70,7 @@ pub trait Store: Send + Sync + 'static {
     /// Disables or enables a user; disabling ends their open sessions, and those in which they
     /// impersonate someone.
     async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite>;
-    /// Replaces a user's roles.
+    /// Replaces a user's roles, and ends the impersonated sessions they make or that act as them.
     async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite>;
 
     /// Counts a failed password login against a user and records `audit`, unless the account is

@@ -96,6 +96,17 @@ const KEYED_NAMES: [(&str, &str, &str); 4] = [
     ),
 ];
 
+/// Which sessions a change to a user ends with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    Nothing,
+    /// Every open session of the user, with those in which they impersonate someone.
+    AllSessions,
+    /// The open impersonated sessions the user makes or that act as them: their roles decided
+    /// whether those could begin.
+    Impersonations,
+}
+
 /// Reports a unique violation against the request field that holds the duplicate.
 fn unique(field: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::from_sqlx(e, field)
@@ -313,12 +324,12 @@ where
     }
 
     /// Runs `update` (an `UPDATE users … WHERE user_id = $1 AND roles = $2 RETURNING *`) under
-    /// `guard`, ends the user's sessions when `end_sessions`, and records `audit`.
+    /// `guard`, ends the sessions it `ends`, and records `audit`.
     async fn write_user(
         &self,
         guard: &UserGuard,
         update: sqlx::query::Query<'_, DB, DB::Arguments>,
-        end_sessions: bool,
+        ends: Ends,
         audit: &AuditEvent,
     ) -> StoreResult<UserWrite> {
         let mut tx = self.begin().await?;
@@ -338,8 +349,19 @@ where
                 return Ok(UserWrite::LastHolder);
             }
         }
-        if end_sessions {
-            Self::end_sessions_in(&mut tx, SessionsOf::User(guard.user_id), audit.time).await?;
+        match ends {
+            Ends::Nothing => {}
+            Ends::AllSessions => Self::end_sessions_in(&mut tx, SessionsOf::User(guard.user_id), audit.time).await?,
+            Ends::Impersonations => {
+                sqlx::query(
+                    "UPDATE sessions SET end_time = $2 WHERE end_time IS NULL AND (impersonator_user_id = $1 \
+                     OR (user_id = $1 AND impersonator_user_id IS NOT NULL))",
+                )
+                .arg(guard.user_id)
+                .arg(StoredTime(audit.time))
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         Self::commit(tx, audit).await?;
         Ok(UserWrite::Written(Box::new(user)))
@@ -467,6 +489,27 @@ where
         };
         if let Some(served) = &changes.served_tenant_ids {
             Self::replace_served_in(&mut tx, tenant_id, served).await?;
+            // The tenant's users' sessions in clients it no longer serves end.
+            sqlx::query(
+                "UPDATE sessions SET end_time = $2 WHERE end_time IS NULL AND tenant_id <> $1 \
+                 AND impersonator_user_id IN (SELECT user_id FROM users WHERE tenant_id = $1) \
+                 AND tenant_id NOT IN (SELECT client_tenant_id FROM served_tenants WHERE support_tenant_id = $1)",
+            )
+            .arg(tenant_id)
+            .arg(StoredTime(audit.time))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if changes.allow_customer_support == Some(false) {
+            // Support switched off: the sessions of other tenants' users acting in it end.
+            sqlx::query(
+                "UPDATE sessions SET end_time = $2 WHERE tenant_id = $1 AND end_time IS NULL \
+                 AND impersonator_user_id NOT IN (SELECT user_id FROM users WHERE tenant_id = $1)",
+            )
+            .arg(tenant_id)
+            .arg(StoredTime(audit.time))
+            .execute(&mut *tx)
+            .await?;
         }
         tenant.served_tenant_ids = Self::served(&mut *tx, tenant_id).await?;
         Self::commit(tx, audit).await?;
@@ -516,7 +559,7 @@ where
         .arg(c.date_format.as_deref())
         .arg(c.employee_number.as_deref())
         .arg(StoredTime(audit.time));
-        self.write_user(guard, update, false, audit).await
+        self.write_user(guard, update, Ends::Nothing, audit).await
     }
 
     async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite> {
@@ -527,7 +570,8 @@ where
         .arg(guard.roles)
         .arg(disabled)
         .arg(StoredTime(audit.time));
-        self.write_user(guard, update, disabled, audit).await
+        let ends = if disabled { Ends::AllSessions } else { Ends::Nothing };
+        self.write_user(guard, update, ends, audit).await
     }
 
     async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite> {
@@ -537,7 +581,7 @@ where
                 .arg(guard.roles)
                 .arg(roles)
                 .arg(StoredTime(audit.time));
-        self.write_user(guard, update, false, audit).await
+        self.write_user(guard, update, Ends::Impersonations, audit).await
     }
 
     async fn record_login_failure(
@@ -637,7 +681,7 @@ where
         .arg(password_hash)
         .arg(StoredTime(audit.time))
         .arg(force_change);
-        self.write_user(guard, update, true, audit).await
+        self.write_user(guard, update, Ends::AllSessions, audit).await
     }
 
     async fn unlock_user(&self, guard: &UserGuard, audit: &AuditEvent) -> StoreResult<UserWrite> {
@@ -648,7 +692,7 @@ where
         .arg(guard.user_id)
         .arg(guard.roles)
         .arg(StoredTime(audit.time));
-        self.write_user(guard, update, false, audit).await
+        self.write_user(guard, update, Ends::Nothing, audit).await
     }
 
     async fn insert_service_account(&self, a: &ServiceAccountRecord, audit: &AuditEvent) -> StoreResult<()> {

@@ -23,6 +23,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         disabling_the_real_user_ends_their_impersonations,
         a_client_tenant_switches_support_access_off_and_only_system_administrators_choose_served_tenants,
         wrong_passwords_at_impersonating_logins_lock_the_account_as_at_login,
+        an_impersonation_ends_when_what_allowed_it_changes,
     ]
 }
 
@@ -812,5 +813,67 @@ async fn wrong_passwords_at_impersonating_logins_lock_the_account_as_at_login(en
     let user = app.get_user(&app.admin_token, &p.real.user_id).await.unwrap();
     assert_eq!(user.failed_login_count, 2);
     assert!(user.locked_until.is_some());
+    app.finish().await;
+}
+
+async fn an_impersonation_ends_when_what_allowed_it_changes(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let home = app.create_tenant("Support desk").await.tenant_id;
+    let client = app.create_tenant("Client").await.tenant_id;
+    app.set_served(&home, &[&client]).await;
+    let roles = [pb::Role::CustomerSupport, pb::Role::ProxyLogin];
+    let support = app.create_user(&home, "support@example.com", PASSWORD, &roles).await;
+    let customer = app.create_user(&client, "customer@example.com", PASSWORD, &[]).await;
+    let customer_token = app.login_ok(&customer.user_name, PASSWORD).await.session_token;
+    let support_token = app.login_ok(&support.user_name, PASSWORD).await.session_token;
+    let proxy = || async {
+        app.proxy_login(None, &support.user_name, PASSWORD, &customer.user_id)
+            .await
+            .unwrap()
+            .session_token
+    };
+    let enter = || async {
+        app.support_login(None, &support.user_name, PASSWORD, &client)
+            .await
+            .unwrap()
+            .session_token
+    };
+
+    // The real user's roles change: the role that allowed it may be gone.
+    let proxied = proxy().await;
+    app.set_roles(&app.admin_token, &support.user_id, &[pb::Role::ProxyLogin])
+        .await
+        .unwrap();
+    assert!(!app.validate(&proxied).await.valid);
+    app.set_roles(&app.admin_token, &support.user_id, &roles).await.unwrap();
+    // The target's roles change: the proxy would hold a role it lacks.
+    let proxied = proxy().await;
+    app.set_roles(&app.admin_token, &customer.user_id, &[pb::Role::TenantAdmin])
+        .await
+        .unwrap();
+    assert!(!app.validate(&proxied).await.valid);
+    app.set_roles(&app.admin_token, &customer.user_id, &[]).await.unwrap();
+
+    // The client switches support off: every session of another tenant's user acting in it ends.
+    let (entered, proxied) = (enter().await, proxy().await);
+    app.allow_support(&app.admin_token, &client, false).await.unwrap();
+    assert!(!app.validate(&entered).await.valid);
+    assert!(!app.validate(&proxied).await.valid);
+    assert!(
+        app.validate(&customer_token).await.valid,
+        "the client's own sessions go on"
+    );
+    app.allow_support(&app.admin_token, &client, true).await.unwrap();
+
+    // The support tenant no longer serves the client.
+    let (entered, proxied) = (enter().await, proxy().await);
+    app.set_served(&home, &[]).await;
+    assert!(!app.validate(&entered).await.valid);
+    assert!(!app.validate(&proxied).await.valid);
+    assert!(
+        app.validate(&support_token).await.valid,
+        "the support user's own session goes on"
+    );
+    assert!(app.validate(&customer_token).await.valid);
     app.finish().await;
 }
