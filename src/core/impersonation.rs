@@ -147,19 +147,18 @@ impl Identity {
             }
         };
         let resumed = token.is_none();
-        let audits = impersonation_audits("impersonation.switched_back", now, meta, &current, real.tenant_id)
+        let back_to = if resumed {
+            "resumed_session_id"
+        } else {
+            "new_session_id"
+        };
+        let audits: Vec<_> = impersonation_audits("impersonation.switched_back", now, meta, &current, real.tenant_id)
             .into_iter()
-            .map(|a| {
-                let key = if resumed {
-                    "resumed_session_id"
-                } else {
-                    "new_session_id"
-                };
-                let mut a = a;
-                a.details.insert(key.to_owned(), session.session_id.to_string());
-                a
+            .map(|mut audit| {
+                audit.details.insert(back_to.to_owned(), session.session_id.to_string());
+                audit
             })
-            .collect::<Vec<_>>();
+            .collect();
         let fresh = if resumed { None } else { Some(&session) };
         let _invalidate = self.invalidate_validations();
         if !self
