@@ -16,7 +16,7 @@ use super::passwords::must_change_password;
 use super::views::{SessionView, TenantView, UserView};
 use super::{Caller, Error, Identity, LoginOutcome, Result};
 use crate::auth::SessionToken;
-use crate::domain::{AuditEvent, SessionKind};
+use crate::domain::{AuditEvent, FieldViolation, Password, SessionKind, UserName};
 use crate::store::{SessionRecord, TenantRecord, UserRecord};
 
 /// The real user behind an impersonation, once their password is proven.
@@ -49,10 +49,11 @@ impl Identity {
         original: Option<&Caller>,
         user_name: &str,
         password: &str,
-        client_tenant_id: Uuid,
+        client_tenant_id: &str,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
-        let real = self.prove_real_user(original, user_name, password, meta).await?;
+        let (credentials, client_tenant_id) = parse_request(user_name, password, "client_tenant_id", client_tenant_id)?;
+        let real = self.prove_real_user(original, credentials, meta).await?;
         let client = self.store.get_tenant(client_tenant_id).await?;
         let impersonator = Impersonator {
             user: &real.user,
@@ -74,10 +75,11 @@ impl Identity {
         original: Option<&Caller>,
         user_name: &str,
         password: &str,
-        proxy_user_id: Uuid,
+        proxy_user_id: &str,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
-        let real = self.prove_real_user(original, user_name, password, meta).await?;
+        let (credentials, proxy_user_id) = parse_request(user_name, password, "proxy_user_id", proxy_user_id)?;
+        let real = self.prove_real_user(original, credentials, meta).await?;
         let target = self.store.get_user(proxy_user_id).await?;
         let target_tenant = match &target {
             Some(t) if t.tenant_id == real.tenant.tenant_id => Some(real.tenant.clone()),
@@ -246,14 +248,12 @@ impl Identity {
     async fn prove_real_user(
         &self,
         original: Option<&Caller>,
-        user_name: &str,
-        password: &str,
+        (name, password): (UserName, Password),
         meta: &RequestMeta,
     ) -> Result<RealUser> {
         if let Some(original) = original {
             original.require(Need::KeepForSwitchBack)?;
         }
-        let (name, password) = parse_credentials(user_name, password)?;
         let user = self.prove_password(&name, &password, meta).await?;
         self.password_login_succeeded(&user, &password).await?;
         let original_session_id = match original {
@@ -350,6 +350,26 @@ impl Identity {
             token,
             is_force_change_password: false,
         })
+    }
+}
+
+/// Parses an impersonating login's credentials and the id it names (`field`), naming every bad
+/// field at once.
+fn parse_request(user_name: &str, password: &str, field: &str, id: &str) -> Result<((UserName, Password), Uuid)> {
+    let id = match id {
+        "" => Err(FieldViolation::new(field, "must not be empty")),
+        id => Uuid::parse_str(id).map_err(|_| FieldViolation::new(field, "must be an id as returned by this server")),
+    };
+    match (parse_credentials(user_name, password), id) {
+        (Ok(credentials), Ok(id)) => Ok((credentials, id)),
+        (credentials, id) => {
+            let mut violations = match credentials {
+                Err(Error::InvalidArgument(violations)) => violations,
+                _ => Vec::new(),
+            };
+            violations.extend(id.err());
+            Err(Error::InvalidArgument(violations))
+        }
     }
 }
 

@@ -3,7 +3,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, login_response};
 use super::error::to_status;
 use super::pb;
-use super::request::{authenticated, meta, optional_caller, parse_id, parse_optional_id};
+use super::request::{authenticated, meta, optional_caller, parse_optional_id};
 use crate::core::{Error, Identity};
 
 pub struct LoginApi {
@@ -78,14 +78,13 @@ impl pb::login_service_server::LoginService for LoginApi {
     ) -> Result<Response<pb::LoginAsCustomerSupportResponse>, Status> {
         let result = async {
             let (original, meta, req) = optional_caller(&self.identity, request).await?;
-            let client_tenant_id = parse_id("client_tenant_id", &req.client_tenant_id)?;
             let outcome = self
                 .identity
                 .login_as_customer_support(
                     original.as_ref(),
                     &req.user_name,
                     &req.password,
-                    client_tenant_id,
+                    &req.client_tenant_id,
                     &meta,
                 )
                 .await?;
@@ -101,10 +100,15 @@ impl pb::login_service_server::LoginService for LoginApi {
     ) -> Result<Response<pb::ProxyLoginResponse>, Status> {
         let result = async {
             let (original, meta, req) = optional_caller(&self.identity, request).await?;
-            let proxy_user_id = parse_id("proxy_user_id", &req.proxy_user_id)?;
             let outcome = self
                 .identity
-                .proxy_login(original.as_ref(), &req.user_name, &req.password, proxy_user_id, &meta)
+                .proxy_login(
+                    original.as_ref(),
+                    &req.user_name,
+                    &req.password,
+                    &req.proxy_user_id,
+                    &meta,
+                )
                 .await?;
             Ok(login_response!(ProxyLoginResponse, outcome))
         }

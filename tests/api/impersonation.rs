@@ -7,7 +7,7 @@ use identityd::grpc::pb;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
-use crate::support::app::{TestApp, TestEnv, assert_error, bearer};
+use crate::support::app::{TestApp, TestEnv, assert_error, bearer, violated_fields};
 use crate::support::calls::cheap_hashing;
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         a_client_tenant_switches_support_access_off_and_only_system_administrators_choose_served_tenants,
         wrong_passwords_at_impersonating_logins_lock_the_account_as_at_login,
         an_impersonation_ends_when_what_allowed_it_changes,
+        bad_input_names_every_bad_field,
     ]
 }
 
@@ -875,5 +876,19 @@ async fn an_impersonation_ends_when_what_allowed_it_changes(env: TestEnv) {
         "the support user's own session goes on"
     );
     assert!(app.validate(&customer_token).await.valid);
+    app.finish().await;
+}
+
+async fn bad_input_names_every_bad_field(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let empty = app.proxy_login(None, "", "", "").await.unwrap_err();
+    assert_error(&empty, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&empty), ["user_name", "password", "proxy_user_id"]);
+    let malformed = app
+        .support_login(None, "someone@example.com", PASSWORD, "not an id")
+        .await
+        .unwrap_err();
+    assert_error(&malformed, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&malformed), ["client_tenant_id"]);
     app.finish().await;
 }
