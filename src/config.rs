@@ -61,6 +61,13 @@ pub struct Config {
     /// statement holds locks for long.
     #[arg(long, env = "IDENTITYD_SESSION_SWEEP_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub session_sweep_batch: u32,
+    /// Absolute lifetime of a proxy or customer-support session (an impersonation).
+    #[arg(long, env = "IDENTITYD_IMPERSONATION_LIFETIME", default_value = "1h", value_parser = parse_duration)]
+    pub impersonation_lifetime: Duration,
+
+    /// A proxy or customer-support session ends after this long without use.
+    #[arg(long, env = "IDENTITYD_IMPERSONATION_IDLE_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub impersonation_idle_timeout: Duration,
 
     /// argon2id memory per hash, KiB (at least OWASP's 19456 in production).
     #[arg(long, env = "IDENTITYD_ARGON2_MEMORY_KIB", default_value_t = 19456)]
@@ -201,6 +208,8 @@ impl Config {
             service_account_max_lifetime: chrono::Duration::from_std(self.service_account_session_max_lifetime)?,
             retention: chrono::Duration::from_std(self.session_retention)?,
             sweep_batch: self.session_sweep_batch,
+            impersonation_lifetime: chrono::Duration::from_std(self.impersonation_lifetime)?,
+            impersonation_idle_timeout: chrono::Duration::from_std(self.impersonation_idle_timeout)?,
         })
     }
 }

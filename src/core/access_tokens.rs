@@ -29,7 +29,7 @@ impl Identity {
         new: NewAccessToken,
         meta: &RequestMeta,
     ) -> Result<(AccessTokenView, AccessTokenSecret)> {
-        caller.require(Need::ChangeOwn)?;
+        caller.require(Need::MintOwnAccessToken)?;
         let name = AccessTokenName::parse("user_access_token_name", &new.name)?;
         check_description("description", &new.description)?;
         let tenant = self
@@ -134,7 +134,7 @@ impl Identity {
         name: &str,
         meta: &RequestMeta,
     ) -> Result<(AccessTokenView, AccessTokenSecret)> {
-        caller.require(Need::ChangeOwn)?;
+        caller.require(Need::MintOwnAccessToken)?;
         let record = self.find_live_token(&caller.user, name).await?;
         let now = self.clock.now();
         if record.expire_time.is_some_and(|end| now >= end) {

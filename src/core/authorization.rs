@@ -21,12 +21,22 @@
 //!   `PASSWORD_CHANGE_REQUIRED`, so that a use case cannot forget the rule. Sessions opened with a
 //!   user access token or through single sign-on are not restricted: the password is not their
 //!   credential.
+//! - Impersonation (proxy and customer-support login) is decided here too, by [`Impersonator`]: a
+//!   support user enters only a client tenant their tenant serves and that allows it; a proxy
+//!   enters only a user of their own tenant or of such a client tenant, who is enabled, is not
+//!   themself, and holds no role the proxy lacks — nobody gains a role by impersonating. A
+//!   customer-support session acts with the tenant administrator's rights in the client tenant and
+//!   no other role ([`Caller::roles`]).
+//! - A proxy or customer-support session may not mint credentials or change what guards accounts:
+//!   no user access token created or rotated, no service-account session opened, no password
+//!   changed or set, no role granted or removed, and no impersonation from it (it does not nest) — `IMPERSONATION_NOT_ALLOWED`. A
+//!   stolen impersonation then cannot outlive its short lifetime, nor take an account over.
 
 use uuid::Uuid;
 
 use super::{Caller, Error, Result};
 use crate::domain::{Role, Roles};
-use crate::store::UserRecord;
+use crate::store::{TenantRecord, UserRecord};
 
 /// What a use case needs of its caller.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +54,13 @@ pub(crate) enum Need<'a> {
     ChangeOwnPassword,
     /// Change the caller's own things: their profile, sessions and access tokens.
     ChangeOwn,
+    /// Create or rotate one of the caller's own user access tokens: a new credential.
+    MintOwnAccessToken,
+    /// Keep the caller's session open for switching back, as the bearer of a proxy or
+    /// customer-support login: a session of the real user opened by signing in.
+    KeepForSwitchBack,
+    /// Leave a proxy or customer-support session for the real user's own.
+    SwitchBack,
     /// Read what a tenant holds: its administrators and system administrators. The `&str` names
     /// the thing answered as not found to callers of other tenants.
     ReadTenant(Uuid, &'static str),
@@ -51,6 +68,9 @@ pub(crate) enum Need<'a> {
     ReadAllTenants,
     /// Change a tenant's policies or create in it: its administrators and system administrators.
     ChangeTenant(Uuid),
+    /// Open a service-account session in a tenant, whose token is a new credential: its
+    /// administrators and system administrators, not impersonated.
+    MintServiceAccountSession(Uuid),
     /// Change or end a service-account session of a tenant: its administrators and system
     /// administrators. Another tenant's session is answered as not found.
     ManageServiceAccountSessionsIn(Uuid),
@@ -64,6 +84,8 @@ pub(crate) enum Need<'a> {
     /// Change a user (profile, roles, disabled): an administrator of their tenant who holds every
     /// role the user holds.
     ChangeUser(&'a UserRecord),
+    /// Set a user's password as an administrator: as [`Need::ChangeUser`], and not impersonated.
+    SetPasswordOf(&'a UserRecord),
     /// Grant or remove these roles: a caller who holds each of them.
     GrantRoles(Roles),
 }
@@ -78,9 +100,27 @@ impl Need<'_> {
                 | Self::ChangeOwnPassword
                 | Self::ChangeTenant(_)
                 | Self::ManageServiceAccountSessionsIn(_)
+                | Self::MintServiceAccountSession(_)
                 | Self::ChangeAllTenants
                 | Self::ChangeUser(_)
+                | Self::SetPasswordOf(_)
                 | Self::GrantRoles(_)
+                | Self::MintOwnAccessToken
+                | Self::KeepForSwitchBack
+        )
+    }
+
+    /// Whether a proxy or customer-support session may not meet this need: minting a credential,
+    /// changing a password or a role, impersonating again.
+    fn refused_when_impersonated(self) -> bool {
+        matches!(
+            self,
+            Self::MintOwnAccessToken
+                | Self::MintServiceAccountSession(_)
+                | Self::ChangeOwnPassword
+                | Self::SetPasswordOf(_)
+                | Self::GrantRoles(_)
+                | Self::KeepForSwitchBack
         )
     }
 
@@ -109,15 +149,26 @@ impl Caller {
         if need.changes() && self.through_access_token() {
             return Err(Error::AccessTokenNotAllowed);
         }
+        if need.refused_when_impersonated() && self.impersonated() {
+            return Err(Error::ImpersonationNotAllowed);
+        }
         match need {
             Need::ReadOwn
             | Need::LeaveOwnSession
             | Need::WhoAmI
             | Need::LogOut { .. }
             | Need::ChangeOwnPassword
-            | Need::ChangeOwn => Ok(()),
+            | Need::ChangeOwn
+            | Need::MintOwnAccessToken
+            | Need::KeepForSwitchBack => Ok(()),
+            Need::SwitchBack if self.impersonated() => Ok(()),
+            Need::SwitchBack => Err(Error::FailedPrecondition(
+                "this session is not a proxy or customer-support session: there is nothing to switch back from".into(),
+            )),
             Need::ReadTenant(tenant_id, what) => self.administers(tenant_id, what),
-            Need::ChangeTenant(tenant_id) => self.administers(tenant_id, "tenant"),
+            Need::ChangeTenant(tenant_id) | Need::MintServiceAccountSession(tenant_id) => {
+                self.administers(tenant_id, "tenant")
+            }
             Need::ManageServiceAccountSessionsIn(tenant_id) => self.administers(tenant_id, "session"),
             Need::ReadAllTenants | Need::ChangeAllTenants => {
                 if self.has(Role::SystemAdmin) {
@@ -131,7 +182,7 @@ impl Caller {
             Need::ReadUser(user) if user.user_id == self.user_id() => Ok(()),
             Need::ReadUser(user) => self.administers(user.tenant_id, "user"),
             Need::ReadCredentialsOf(user) if user.user_id == self.user_id() => Ok(()),
-            Need::ReadCredentialsOf(user) | Need::ChangeUser(user) => {
+            Need::ReadCredentialsOf(user) | Need::ChangeUser(user) | Need::SetPasswordOf(user) => {
                 self.administers(user.tenant_id, "user")?;
                 self.holds_all(Roles::from_bits(user.roles), "this user holds a role you do not hold")
             }
@@ -164,5 +215,76 @@ impl Caller {
         } else {
             Err(Error::PermissionDenied(why.into()))
         }
+    }
+}
+
+/// A real user asking to impersonate, with the client tenants their tenant serves; the rules of
+/// proxy and customer-support login, decided once the password is proven.
+pub(crate) struct Impersonator<'a> {
+    pub(crate) user: &'a UserRecord,
+    /// The tenants the user's tenant serves.
+    pub(crate) served: &'a [Uuid],
+}
+
+impl Impersonator<'_> {
+    /// The roles the user counts as holding: all of them for a system administrator.
+    fn effective_roles(&self) -> Roles {
+        let roles = Roles::from_bits(self.user.roles);
+        if roles.contains(Role::SystemAdmin) {
+            Role::ALL.into_iter().collect()
+        } else {
+            roles
+        }
+    }
+
+    fn needs(&self, role: Role, name: &str) -> Result<()> {
+        if self.effective_roles().contains(role) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!("this call needs the {name} role")))
+        }
+    }
+
+    /// A customer-support login into `client` (`None`: no such tenant): the role, a client tenant
+    /// the user's tenant serves, and one that allows support. An unknown tenant answers as an
+    /// unserved one, so that ids cannot be probed.
+    pub(crate) fn may_support(&self, client: Option<&TenantRecord>) -> Result<()> {
+        self.needs(Role::CustomerSupport, "customer support")?;
+        let Some(client) = client.filter(|c| self.served.contains(&c.tenant_id)) else {
+            return Err(Error::PermissionDenied("your tenant does not serve this tenant".into()));
+        };
+        if !client.allow_customer_support {
+            return Err(Error::PermissionDenied(
+                "this tenant does not allow customer support access".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A proxy login as `target` (`None`: no such user), whose tenant is `target_tenant`: the role,
+    /// a user of the caller's own tenant or of a served tenant that allows support (others are not
+    /// found), not themself, holding no role the caller lacks, and enabled.
+    pub(crate) fn may_proxy(&self, target: Option<&UserRecord>, target_tenant: Option<&TenantRecord>) -> Result<()> {
+        self.needs(Role::ProxyLogin, "proxy login")?;
+        let own_tenant = self.user.tenant_id;
+        let Some(target) = target.filter(|t| t.tenant_id == own_tenant || self.served.contains(&t.tenant_id)) else {
+            return Err(Error::NotFound("user"));
+        };
+        if target.user_id == self.user.user_id {
+            return Err(Error::FailedPrecondition("you cannot proxy as yourself".into()));
+        }
+        if target.tenant_id != own_tenant && !target_tenant.is_some_and(|t| t.allow_customer_support) {
+            return Err(Error::PermissionDenied(
+                "this tenant does not allow customer support access".into(),
+            ));
+        }
+        let held = self.effective_roles();
+        if !Roles::from_bits(target.roles).iter().all(|r| held.contains(r)) {
+            return Err(Error::PermissionDenied("this user holds a role you do not hold".into()));
+        }
+        if target.disabled {
+            return Err(Error::FailedPrecondition("this user is disabled".into()));
+        }
+        Ok(())
     }
 }

@@ -42,6 +42,7 @@ impl Identity {
             lockout_failures: LockoutPolicy::default().failures(),
             lockout_seconds: LockoutPolicy::default().seconds(),
             max_lockout_seconds: LockoutPolicy::default().max_seconds(),
+            allow_customer_support: true,
             served_tenant_ids: Vec::new(),
             create_time: now,
             update_time: now,

@@ -3,7 +3,7 @@ use uuid::Uuid;
 use super::passwords::must_change_password;
 use super::{Error, Identity, RequestMeta, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
-use crate::domain::{Role, Roles};
+use crate::domain::{Role, Roles, SessionKind};
 use crate::store::UserRecord;
 
 /// Who is making a call, established from their bearer credential: a session token, or a user
@@ -23,11 +23,37 @@ pub struct Caller {
     /// The session was opened with a password that must now be changed: the caller may only
     /// change it, log out and ask who they are (see [`super::authorization`]).
     pub(crate) password_must_change: bool,
+    /// For a proxy or customer-support session: the real user behind it.
+    pub(crate) impersonation: Option<Impersonation>,
+}
+
+/// What a proxy or customer-support session records about the real user behind it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Impersonation {
+    /// The real user.
+    pub(crate) impersonator_user_id: Uuid,
+    /// [`SessionKind::Proxy`] or [`SessionKind::CustomerSupport`].
+    pub(crate) kind: SessionKind,
+    /// The real user's session the login came from, kept open for switching back.
+    pub(crate) original_session_id: Option<Uuid>,
 }
 
 impl Caller {
+    /// The roles the caller acts with: their user's, but a customer-support session acts with the
+    /// tenant administrator's rights in the client tenant, and nothing more.
     pub(crate) fn roles(&self) -> Roles {
-        Roles::from_bits(self.user.roles)
+        match self.impersonation {
+            Some(Impersonation {
+                kind: SessionKind::CustomerSupport,
+                ..
+            }) => [Role::TenantAdmin].into_iter().collect(),
+            _ => Roles::from_bits(self.user.roles),
+        }
+    }
+
+    /// Whether the call comes through a proxy or customer-support session.
+    pub(crate) fn impersonated(&self) -> bool {
+        self.impersonation.is_some()
     }
 
     pub(crate) fn has(&self, role: Role) -> bool {
@@ -93,6 +119,7 @@ impl Identity {
                 tenant_name: lookup.tenant_name,
                 user: lookup.user,
                 password_must_change: false,
+                impersonation: None,
             });
         }
         let token = SessionToken::parse(raw).ok_or(Error::SessionInvalid)?;
@@ -114,8 +141,17 @@ impl Identity {
         };
         self.last_use.touch(lookup.session.session_id, now);
         let password_must_change = must_change_password(lookup.session.kind, &user, lookup.password_expiry_days, now);
+        let impersonation = lookup
+            .session
+            .impersonator_user_id
+            .map(|impersonator_user_id| Impersonation {
+                impersonator_user_id,
+                kind: lookup.session.kind,
+                original_session_id: lookup.session.original_session_id,
+            });
         Ok(Caller {
             password_must_change,
+            impersonation,
             session_id: Some(lookup.session.session_id),
             access_token_id: lookup.session.access_token_id,
             tenant_id: lookup.session.tenant_id,

@@ -14,6 +14,7 @@ pub mod reason {
     pub const TOKEN_LIMIT_REACHED: &str = "TOKEN_LIMIT_REACHED";
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     pub const ACCESS_TOKEN_NOT_ALLOWED: &str = "ACCESS_TOKEN_NOT_ALLOWED";
+    pub const IMPERSONATION_NOT_ALLOWED: &str = "IMPERSONATION_NOT_ALLOWED";
     pub const LAST_SYSTEM_ADMIN: &str = "LAST_SYSTEM_ADMIN";
     pub const CONCURRENT_CHANGE: &str = "CONCURRENT_CHANGE";
     pub const NOT_FOUND: &str = "NOT_FOUND";
@@ -73,6 +74,11 @@ pub enum Error {
     /// `ACCESS_TOKEN_NOT_ALLOWED`: sign in with a password to do this.
     #[error("a user access token may only read: this call needs a session opened by signing in")]
     AccessTokenNotAllowed,
+    /// The caller came through a proxy or customer-support session, and the call mints a
+    /// credential, changes a password or a role, or impersonates again. PERMISSION_DENIED,
+    /// `IMPERSONATION_NOT_ALLOWED`: the real user must do this as themselves.
+    #[error("a proxy or customer-support session may not do this: switch back and do it as yourself")]
+    ImpersonationNotAllowed,
     /// The change would leave no enabled system administrator. FAILED_PRECONDITION, `LAST_SYSTEM_ADMIN`.
     #[error("this would leave no enabled system administrator: make another user one first")]
     LastSystemAdmin,
@@ -139,6 +145,7 @@ impl Error {
             Self::TokenLimitReached(_) => reason::TOKEN_LIMIT_REACHED,
             Self::PermissionDenied(_) => reason::PERMISSION_DENIED,
             Self::AccessTokenNotAllowed => reason::ACCESS_TOKEN_NOT_ALLOWED,
+            Self::ImpersonationNotAllowed => reason::IMPERSONATION_NOT_ALLOWED,
             Self::LastSystemAdmin => reason::LAST_SYSTEM_ADMIN,
             Self::ConcurrentChange(_) => reason::CONCURRENT_CHANGE,
             Self::NotFound(_) => reason::NOT_FOUND,

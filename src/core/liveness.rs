@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Error, Identity, Result};
 use crate::auth::AccessTokenSecret;
-use crate::store::{AccessTokenLookup, SessionLookup};
+use crate::store::{AccessTokenLookup, SessionLookup, SessionRecord};
 
 impl Identity {
     /// Checks a user access token and notes its use. A malformed one (its checksum catches any
@@ -30,16 +30,22 @@ impl Identity {
         let Some(user) = &lookup.user else {
             return lookup.session.end_time.is_none() && now < lookup.session.expire_time;
         };
+        !user.disabled && self.session_is_live(&lookup.session, now)
+    }
+
+    /// Whether a session, its user aside, may be used at `now`: not ended, not past its absolute
+    /// expiry, and not idle for longer than its kind allows (an impersonation less long).
+    pub(crate) fn session_is_live(&self, session: &SessionRecord, now: DateTime<Utc>) -> bool {
         let last_use = self
             .last_use
-            .pending(lookup.session.session_id)
-            .map_or(lookup.session.last_use_time, |pending| {
-                pending.max(lookup.session.last_use_time)
-            });
-        lookup.session.end_time.is_none()
-            && now < lookup.session.expire_time
-            && now < last_use + self.sessions.idle_timeout
-            && !user.disabled
+            .pending(session.session_id)
+            .map_or(session.last_use_time, |pending| pending.max(session.last_use_time));
+        let idle_timeout = if session.impersonator_user_id.is_some() {
+            self.sessions.impersonation_idle_timeout
+        } else {
+            self.sessions.idle_timeout
+        };
+        session.end_time.is_none() && now < session.expire_time && now < last_use + idle_timeout
     }
 }
 

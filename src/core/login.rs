@@ -23,6 +23,20 @@ pub struct LoginOutcome {
     pub is_force_change_password: bool,
 }
 
+/// Parses the user name and password of a sign-in, naming every bad field at once, as CreateUser
+/// does.
+pub(crate) fn parse_credentials(user_name: &str, password: &str) -> Result<(UserName, Password)> {
+    match (
+        UserName::parse("user_name", user_name),
+        Password::for_login("password", password),
+    ) {
+        (Ok(name), Ok(password)) => Ok((name, password)),
+        (name, password) => Err(Error::InvalidArgument(
+            name.err().into_iter().chain(password.err()).collect(),
+        )),
+    }
+}
+
 impl Identity {
     /// Logs a user in with their user name and password and opens a session.
     ///
@@ -36,21 +50,10 @@ impl Identity {
         password: &str,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
-        let (name, password) = match (
-            UserName::parse("user_name", user_name),
-            Password::for_login("password", password),
-        ) {
-            (Ok(name), Ok(password)) => (name, password),
-            // Every bad field at once, as CreateUser does.
-            (name, password) => {
-                return Err(Error::InvalidArgument(
-                    name.err().into_iter().chain(password.err()).collect(),
-                ));
-            }
-        };
+        let (name, password) = parse_credentials(user_name, password)?;
         let user = self.prove_password(&name, &password, meta).await?;
         self.password_login_succeeded(&user, &password).await?;
-        self.open_session(user, SessionKind::Password, None, None, meta).await
+        self.open_session(user, SessionKind::Password, None, meta).await
     }
 
     /// Logs in with a user access token and opens a session linked to it, which ends when the
@@ -72,7 +75,7 @@ impl Identity {
             Err(e) => return Err(e),
         };
         let user = lookup.user.clone();
-        self.open_session(user, SessionKind::AccessToken, None, Some(&lookup), meta)
+        self.open_session(user, SessionKind::AccessToken, Some(&lookup), meta)
             .await
     }
 
@@ -81,7 +84,6 @@ impl Identity {
         &self,
         user: UserRecord,
         kind: SessionKind,
-        impersonator: Option<Uuid>,
         access_token: Option<&AccessTokenLookup>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
@@ -106,16 +108,18 @@ impl Identity {
                 }),
             last_use_time: now,
             end_time: None,
-            impersonator_user_id: impersonator,
+            impersonator_user_id: None,
+            original_session_id: None,
             access_token_id: access_token.map(|t| t.token_id),
             access_token_name: access_token.map(|t| t.name.clone()),
             service_account_id: None,
             service_account_name: None,
             details: session_details(meta),
+            impersonator_user_name: None,
         };
         let mut audit = Audit::new("login.succeeded", now, meta)
             .tenant(tenant.tenant_id)
-            .actor(impersonator.unwrap_or(user.user_id))
+            .actor(user.user_id)
             .subject(user.user_id)
             .session(session.session_id)
             .detail("kind", kind.as_str());
@@ -145,6 +149,11 @@ impl Identity {
         caller.require(Need::LogOut {
             current: Some(target) == caller.session_id,
         })?;
+        if let Some(impersonated) = self.impersonated_session_of(caller, target).await? {
+            return self
+                .end_impersonated_session(caller, &impersonated, "logout", meta)
+                .await;
+        }
         let now = self.clock.now();
         let audit = Audit::new("logout", now, meta)
             .tenant(caller.tenant_id)

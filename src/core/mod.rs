@@ -10,6 +10,7 @@ mod caller;
 pub mod error;
 mod failure_audit;
 mod failure_throttle;
+mod impersonation;
 mod last_use;
 mod liveness;
 mod login;
@@ -42,6 +43,7 @@ pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
 pub use failure_throttle::FailureLimit;
+pub use impersonation::SwitchBackOutcome;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::{Principal, SessionValidity};
@@ -62,6 +64,11 @@ pub struct SessionSettings {
     pub retention: Duration,
     /// Most sessions the sweep deletes in one statement.
     pub sweep_batch: u32,
+    /// A proxy or customer-support session ends this long after it was opened: impersonation is
+    /// where accounts are misused, so it lasts for a piece of work, not a day.
+    pub impersonation_lifetime: Duration,
+    /// A proxy or customer-support session ends when it has not been used for this long.
+    pub impersonation_idle_timeout: Duration,
 }
 
 impl Default for SessionSettings {
@@ -72,6 +79,8 @@ impl Default for SessionSettings {
             service_account_max_lifetime: Duration::days(365),
             retention: Duration::days(30),
             sweep_batch: 500,
+            impersonation_lifetime: Duration::hours(1),
+            impersonation_idle_timeout: Duration::minutes(15),
         }
     }
 }

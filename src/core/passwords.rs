@@ -276,7 +276,7 @@ impl Identity {
     ) -> Result<UserView> {
         Password::for_login("password", password)?;
         let user = self.store.get_user(user_id).await?.ok_or(Error::NotFound("user"))?;
-        caller.require(Need::ChangeUser(&user))?;
+        caller.require(Need::SetPasswordOf(&user))?;
         let tenant = self
             .store
             .get_tenant(user.tenant_id)

@@ -28,7 +28,7 @@ impl Identity {
         time_zone: &str,
         meta: &RequestMeta,
     ) -> Result<(SessionView, SessionToken)> {
-        caller.require(Need::ChangeTenant(caller.tenant_id))?;
+        caller.require(Need::MintServiceAccountSession(caller.tenant_id))?;
         let now = self.clock.now();
         let (name, expiration) = match (
             ServiceAccountName::parse("service_account_name", name),
@@ -54,6 +54,8 @@ impl Identity {
             last_use_time: now,
             end_time: None,
             impersonator_user_id: None,
+            original_session_id: None,
+            impersonator_user_name: None,
             access_token_id: None,
             access_token_name: None,
             service_account_id: Some(account.service_account_id),

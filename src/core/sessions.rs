@@ -118,6 +118,12 @@ impl Identity {
         } else {
             caller.require(Need::ChangeOwn)?;
         }
+        // Someone acting as the caller: the caller may end it, and both tenants hear of it.
+        if let Some(impersonated) = self.impersonated_session_of(caller, session_id).await? {
+            return self
+                .end_impersonated_session(caller, &impersonated, "revoked", meta)
+                .await;
+        }
         let now = self.clock.now();
         let audit = Audit::new("session.revoked", now, meta)
             .tenant(caller.tenant_id)

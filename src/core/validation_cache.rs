@@ -259,6 +259,8 @@ pub(super) mod tests {
                 last_use_time: now,
                 end_time: None,
                 impersonator_user_id: None,
+                original_session_id: None,
+                impersonator_user_name: None,
                 access_token_id: None,
                 access_token_name: None,
                 service_account_id: None,

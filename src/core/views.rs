@@ -19,6 +19,8 @@ pub struct TenantView {
     pub max_access_token_days: i32,
     pub password_rules: PasswordRules,
     pub lockout: LockoutPolicy,
+    /// Whether the support users of the tenants serving it may log into it.
+    pub allow_customer_support: bool,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
 }
@@ -37,6 +39,7 @@ impl From<TenantRecord> for TenantView {
             max_access_token_days: t.max_access_token_days,
             password_rules,
             lockout,
+            allow_customer_support: t.allow_customer_support,
             create_time: t.create_time,
             update_time: t.update_time,
         }
@@ -98,6 +101,8 @@ pub struct SessionView {
     pub last_use_time: DateTime<Utc>,
     pub end_time: Option<DateTime<Utc>>,
     pub impersonator_user_id: Option<Uuid>,
+    /// The impersonator's user name.
+    pub impersonator_user_name: Option<String>,
     /// The name of the user access token the session was opened with.
     pub user_access_token_name: Option<String>,
     /// The service account a service-account session acts as: its id and name.
@@ -124,6 +129,7 @@ impl SessionView {
             last_use_time,
             end_time: s.end_time,
             impersonator_user_id: s.impersonator_user_id,
+            impersonator_user_name: s.impersonator_user_name,
             user_access_token_name: s.access_token_name,
             service_account: s
                 .service_account_id

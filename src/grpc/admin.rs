@@ -66,6 +66,8 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 max_access_token_days: t.max_access_token_days,
                 served_tenant_ids: served,
                 passwords,
+                // Unset means on, as AgileApps tenants are.
+                allow_customer_support: t.allow_customer_support.unwrap_or(true),
             };
             let tenant = self.identity.create_tenant(&caller, new, &meta).await?;
             Ok(pb::CreateTenantResponse {
@@ -111,6 +113,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
                     "lockout_failures",
                     "lockout_duration",
                     "max_lockout_duration",
+                    "allow_customer_support",
                 ],
             )?;
             let mut patch = TenantPatch::default();
@@ -126,6 +129,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
                     "max_access_token_days" => patch.max_access_token_days = Some(t.max_access_token_days),
                     "min_password_length" => patch.min_password_length = Some(t.min_password_length),
                     "lockout_failures" => patch.lockout_failures = Some(t.lockout_failures),
+                    // Unset in the message means on, as on create.
+                    "allow_customer_support" => {
+                        patch.allow_customer_support = Some(t.allow_customer_support.unwrap_or(true))
+                    }
                     "lockout_duration" => {
                         patch.lockout_seconds =
                             Some(whole_seconds("tenant.lockout_duration", t.lockout_duration.as_ref())?)

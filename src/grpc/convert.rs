@@ -107,6 +107,7 @@ pub fn tenant(t: TenantView) -> pb::Tenant {
         lockout_failures: t.lockout.failures(),
         lockout_duration: Some(seconds(t.lockout.seconds())),
         max_lockout_duration: Some(seconds(t.lockout.max_seconds())),
+        allow_customer_support: Some(t.allow_customer_support),
     }
 }
 
@@ -155,6 +156,7 @@ pub fn session(s: SessionView) -> pb::Session {
         user_agent: s.user_agent.unwrap_or_default(),
         peer_address: s.peer_address.unwrap_or_default(),
         device_name: s.device_name.unwrap_or_default(),
+        impersonator_user_name: s.impersonator_user_name.unwrap_or_default(),
     }
 }
 

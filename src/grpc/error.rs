@@ -41,7 +41,9 @@ pub fn to_status(error: Error) -> Status {
         | Error::TokenExpired
         | Error::TokenRevoked => Code::Unauthenticated,
         Error::TokenLimitReached(_) => Code::ResourceExhausted,
-        Error::PermissionDenied(_) | Error::AccessTokenNotAllowed => Code::PermissionDenied,
+        Error::PermissionDenied(_) | Error::AccessTokenNotAllowed | Error::ImpersonationNotAllowed => {
+            Code::PermissionDenied
+        }
         Error::LastSystemAdmin => Code::FailedPrecondition,
         Error::ConcurrentChange(_) => Code::Aborted,
         Error::NotFound(_) => Code::NotFound,

@@ -1,9 +1,9 @@
 use tonic::{Request, Response, Status};
 
-use super::convert::login_response;
+use super::convert::{self, login_response};
 use super::error::to_status;
 use super::pb;
-use super::request::{authenticated, bearer, meta, parse_optional_id};
+use super::request::{authenticated, meta, optional_caller, parse_optional_id};
 use crate::core::{Error, Identity};
 use crate::domain::device_name;
 
@@ -77,17 +77,67 @@ impl pb::login_service_server::LoginService for LoginApi {
 
     async fn login_as_customer_support(
         &self,
-        _: Request<pb::LoginAsCustomerSupportRequest>,
+        request: Request<pb::LoginAsCustomerSupportRequest>,
     ) -> Result<Response<pb::LoginAsCustomerSupportResponse>, Status> {
-        Err(unimplemented("LoginAsCustomerSupport"))
+        let result = async {
+            let (original, meta, req) = optional_caller(&self.identity, request).await?;
+            let outcome = self
+                .identity
+                .login_as_customer_support(
+                    original.as_ref(),
+                    &req.user_name,
+                    &req.password,
+                    &req.client_tenant_id,
+                    &meta,
+                )
+                .await?;
+            Ok(login_response!(LoginAsCustomerSupportResponse, outcome))
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 
-    async fn proxy_login(&self, _: Request<pb::ProxyLoginRequest>) -> Result<Response<pb::ProxyLoginResponse>, Status> {
-        Err(unimplemented("ProxyLogin"))
+    async fn proxy_login(
+        &self,
+        request: Request<pb::ProxyLoginRequest>,
+    ) -> Result<Response<pb::ProxyLoginResponse>, Status> {
+        let result = async {
+            let (original, meta, req) = optional_caller(&self.identity, request).await?;
+            let outcome = self
+                .identity
+                .proxy_login(
+                    original.as_ref(),
+                    &req.user_name,
+                    &req.password,
+                    &req.proxy_user_id,
+                    &meta,
+                )
+                .await?;
+            Ok(login_response!(ProxyLoginResponse, outcome))
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 
-    async fn switch_back(&self, _: Request<pb::SwitchBackRequest>) -> Result<Response<pb::SwitchBackResponse>, Status> {
-        Err(unimplemented("SwitchBack"))
+    async fn switch_back(
+        &self,
+        request: Request<pb::SwitchBackRequest>,
+    ) -> Result<Response<pb::SwitchBackResponse>, Status> {
+        let result = async {
+            let (caller, meta, _) = authenticated(&self.identity, request).await?;
+            let back = self.identity.switch_back(&caller, &meta).await?;
+            Ok(pb::SwitchBackResponse {
+                user: Some(convert::user(back.user)),
+                organization_id: back.tenant.tenant_id.to_string(),
+                organization_name: back.tenant.name,
+                session: Some(convert::session(back.session)),
+                resumed_original_session: back.token.is_none(),
+                session_token: back.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
+                is_force_change_password: back.is_force_change_password,
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn change_password(
@@ -96,12 +146,7 @@ impl pb::login_service_server::LoginService for LoginApi {
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let result = async {
             // The metadata is optional: when it names one of the user's sessions, that one stays open.
-            let meta = meta(&request);
-            let caller = match bearer(&request)? {
-                Some(token) => Some(self.identity.authenticate(Some(token), &meta).await?),
-                None => None,
-            };
-            let req = request.into_inner();
+            let (caller, meta, req) = optional_caller(&self.identity, request).await?;
             self.identity
                 .change_password(
                     caller.as_ref(),

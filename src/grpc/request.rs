@@ -46,6 +46,20 @@ pub async fn authenticated<T>(identity: &Identity, request: Request<T>) -> Resul
     Ok((caller, meta, request.into_inner()))
 }
 
+/// As [`authenticated`], for calls whose metadata is optional: no `authorization` entry is no
+/// caller, and one that is given must be valid.
+pub async fn optional_caller<T>(
+    identity: &Identity,
+    request: Request<T>,
+) -> Result<(Option<Caller>, RequestMeta, T), Error> {
+    let meta = meta(&request);
+    let caller = match bearer(&request)? {
+        Some(token) => Some(identity.authenticate(Some(token), &meta).await?),
+        None => None,
+    };
+    Ok((caller, meta, request.into_inner()))
+}
+
 /// Parses a required id field.
 pub fn parse_id(field: &str, raw: &str) -> Result<Uuid, Error> {
     if raw.is_empty() {

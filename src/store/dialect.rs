@@ -49,6 +49,7 @@ pub trait Dialect:
     + for<'a> Binds<'a, Option<i32>>
     + for<'a> Binds<'a, i64>
     + for<'a> Binds<'a, bool>
+    + for<'a> Binds<'a, Option<bool>>
     + for<'a> Binds<'a, &'a [u8]>
     + for<'a> Binds<'a, StoredTime>
     + for<'a> Binds<'a, Option<StoredTime>>

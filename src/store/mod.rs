@@ -49,7 +49,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_tenant(&self, tenant: &TenantRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>>;
-    /// Changes the given fields of a tenant; `None` when there is no such tenant.
+    /// Changes the given fields of a tenant; `None` when there is no such tenant. Impersonated
+    /// sessions the change no longer allows end: those of its users in a client it no longer
+    /// serves, and, when it switches support off, those of other tenants' users acting in it.
     async fn update_tenant(&self, changes: &TenantChanges, audit: &AuditEvent) -> StoreResult<Option<TenantRecord>>;
 
     async fn insert_user(&self, user: &UserRecord, audit: &AuditEvent) -> StoreResult<()>;
@@ -65,9 +67,10 @@ pub trait Store: Send + Sync + 'static {
         changes: &ProfilePatch,
         audit: &AuditEvent,
     ) -> StoreResult<UserWrite>;
-    /// Disables or enables a user; disabling ends their open sessions.
+    /// Disables or enables a user; disabling ends their open sessions, and those in which they
+    /// impersonate someone.
     async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite>;
-    /// Replaces a user's roles.
+    /// Replaces a user's roles, and ends the impersonated sessions they make or that act as them.
     async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite>;
 
     /// Records `audit` for a failed password login and counts it against `user_id`, unless there
@@ -135,7 +138,21 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `limit` sessions that expired or ended before `before`; returns how many.
     /// Safe to run on several instances at once.
     async fn delete_old_sessions(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
-    /// Ends every open session of a user but `keep`; returns how many ended.
+    /// Opens a proxy or customer-support session, recording every one of `audits` (one per tenant
+    /// concerned) in the same transaction.
+    async fn start_impersonation(&self, session: &SessionRecord, audits: &[AuditEvent]) -> StoreResult<()>;
+    /// Ends an open impersonated session of `user_id` and, when `fresh` is given, opens that
+    /// session for the real user in its place, recording every one of `audits`; returns false,
+    /// changing nothing, when there is no such open session.
+    async fn end_impersonation(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        fresh: Option<&SessionRecord>,
+        audits: &[AuditEvent],
+    ) -> StoreResult<bool>;
+    /// Ends every open session of a user but `keep`, and those in which they impersonate someone;
+    /// returns how many ended.
     async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, audit: &AuditEvent) -> StoreResult<u64>;
     /// The sessions whose end was recorded at or after `since` (one indexed range scan), so that
     /// other instances can drop them from their validation caches.

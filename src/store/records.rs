@@ -28,6 +28,8 @@ pub struct TenantRecord {
     pub lockout_seconds: i32,
     /// The longest lock, in seconds.
     pub max_lockout_seconds: i32,
+    /// Whether customer-support and cross-tenant proxy logins into this tenant are allowed.
+    pub allow_customer_support: bool,
     /// Read from `served_tenants`, not from the tenant row.
     #[sqlx(skip)]
     pub served_tenant_ids: Vec<Uuid>,
@@ -50,6 +52,7 @@ pub struct TenantChanges {
     pub min_password_length: Option<i32>,
     /// The new lockout settings: failures, seconds and longest seconds, together.
     pub lockout: Option<(i32, i32, i32)>,
+    pub allow_customer_support: Option<bool>,
 }
 
 /// A user row.
@@ -193,10 +196,15 @@ pub struct SessionRecord {
     #[sqlx(try_from = "StoredOptionalTime")]
     pub end_time: Option<DateTime<Utc>>,
     pub impersonator_user_id: Option<Uuid>,
+    /// For an impersonated session, the real user's session it was opened from, which stays open
+    /// and which switching back returns to.
+    pub original_session_id: Option<Uuid>,
     /// The user access token the session was opened with, if any.
     pub access_token_id: Option<Uuid>,
     /// That token's name, read with the session (not a column of it).
     pub access_token_name: Option<String>,
+    /// The impersonator's user name, read with the session (not a column of it).
+    pub impersonator_user_name: Option<String>,
     /// The service account the session acts as; `None` for a user's session.
     pub service_account_id: Option<Uuid>,
     /// That service account's name, read with the session (not a column of it).

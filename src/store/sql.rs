@@ -43,17 +43,19 @@ macro_rules! session_columns {
     () => {
         "s.session_id, s.token_hash, s.user_id, s.tenant_id AS session_tenant_id, s.kind, \
          s.create_time AS session_create_time, s.expire_time, s.last_use_time, s.end_time, \
-         s.impersonator_user_id, s.access_token_id, t.name AS access_token_name, \
-         s.service_account_id, sa.name AS service_account_name, s.user_agent, s.peer_address, s.device_name"
+         s.impersonator_user_id, s.original_session_id, s.access_token_id, t.name AS access_token_name, \
+         s.service_account_id, sa.name AS service_account_name, s.user_agent, s.peer_address, s.device_name, \
+         iu.user_name AS impersonator_user_name"
     };
 }
 
-/// Sessions `s`, each with the user access token `t` it was opened with and the service account
-/// `sa` it acts as, if any.
+/// Sessions `s`, each with the user access token `t` it was opened with, the service account `sa`
+/// it acts as and the impersonator `iu` behind it, if any.
 macro_rules! sessions_with_tokens {
     () => {
         "sessions s LEFT JOIN user_access_tokens t ON t.token_id = s.access_token_id \
-         LEFT JOIN service_accounts sa ON sa.service_account_id = s.service_account_id"
+         LEFT JOIN service_accounts sa ON sa.service_account_id = s.service_account_id \
+         LEFT JOIN users iu ON iu.user_id = s.impersonator_user_id"
     };
 }
 
@@ -95,6 +97,17 @@ const KEYED_NAMES: [(&str, &str, &str); 4] = [
         "user_access_token_name",
     ),
 ];
+
+/// Which sessions a change to a user ends with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    Nothing,
+    /// Every open session of the user, with those in which they impersonate someone.
+    AllSessions,
+    /// The open impersonated sessions the user makes or that act as them: their roles decided
+    /// whether those could begin.
+    Impersonations,
+}
 
 /// Reports a unique violation against the request field that holds the duplicate.
 fn unique(field: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -142,6 +155,43 @@ where
         Ok(())
     }
 
+    async fn insert_session_in(conn: &mut DB::Connection, s: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
+             last_use_time, end_time, impersonator_user_id, access_token_id, original_session_id, \
+             service_account_id, user_agent, peer_address, device_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .arg(s.session_id)
+        .arg(s.token_hash.as_slice())
+        .arg(s.user_id)
+        .arg(s.tenant_id)
+        .arg(s.kind.as_str())
+        .arg(StoredTime(s.create_time))
+        .arg(StoredTime(s.expire_time))
+        .arg(StoredTime(s.last_use_time))
+        .arg(stored(s.end_time))
+        .arg(s.impersonator_user_id)
+        .arg(s.access_token_id)
+        .arg(s.original_session_id)
+        .arg(s.service_account_id)
+        .arg(s.details.user_agent.as_deref())
+        .arg(s.details.peer_address.as_deref())
+        .arg(s.details.device_name.as_deref())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Records every one of `audits` in the transaction and commits it.
+    async fn commit_all(mut tx: Transaction<'static, DB>, audits: &[AuditEvent]) -> StoreResult<()> {
+        for audit in audits {
+            Self::insert_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_audit_in(conn: &mut DB::Connection, a: &AuditEvent) -> StoreResult<()> {
         let details = serde_json::to_string(&a.details).map_err(|e| StoreError::Other(e.into()))?;
         sqlx::query(
@@ -166,7 +216,7 @@ where
         sqlx::query(
             "INSERT INTO tenants (tenant_id, name, name_key, password_expiry_days, max_access_token_days, \
              create_time, update_time, min_password_length, lockout_failures, lockout_seconds, \
-             max_lockout_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             max_lockout_seconds, allow_customer_support) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .arg(t.tenant_id)
         .arg(t.name.as_str())
@@ -179,6 +229,7 @@ where
         .arg(t.lockout_failures)
         .arg(t.lockout_seconds)
         .arg(t.max_lockout_seconds)
+        .arg(t.allow_customer_support)
         .execute(&mut *conn)
         .await
         .map_err(unique("tenant.name"))?;
@@ -241,11 +292,13 @@ where
         Ok(())
     }
 
-    /// Ends the open sessions of a user, those opened with a token, or a service account's, at `at`.
+    /// Ends the open sessions of a user (with those in which they impersonate someone), those
+    /// opened with a token, or a service account's, at `at`.
     async fn end_sessions_in(conn: &mut DB::Connection, of: SessionsOf, at: DateTime<Utc>) -> StoreResult<()> {
         let (sql, owner) = match of {
             SessionsOf::User(id) => (
-                "UPDATE sessions SET end_time = $2 WHERE user_id = $1 AND end_time IS NULL",
+                "UPDATE sessions SET end_time = $2 WHERE (user_id = $1 OR impersonator_user_id = $1) \
+                 AND end_time IS NULL",
                 id,
             ),
             SessionsOf::AccessToken(id) => (
@@ -261,7 +314,8 @@ where
         Ok(())
     }
 
-    /// Ends the open sessions of a user but `keep`, at `at`; returns how many ended.
+    /// Ends the open sessions of a user but `keep` (with those in which they impersonate someone),
+    /// at `at`; returns how many ended.
     async fn end_user_sessions_in(
         conn: &mut DB::Connection,
         user_id: Uuid,
@@ -269,8 +323,8 @@ where
         at: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let ended = sqlx::query(
-            "UPDATE sessions SET end_time = $3 WHERE user_id = $1 AND end_time IS NULL \
-             AND ($2 IS NULL OR session_id <> $2)",
+            "UPDATE sessions SET end_time = $3 WHERE (user_id = $1 OR impersonator_user_id = $1) \
+             AND end_time IS NULL AND ($2 IS NULL OR session_id <> $2)",
         )
         .arg(user_id)
         .arg(keep)
@@ -281,12 +335,12 @@ where
     }
 
     /// Runs `update` (an `UPDATE users … WHERE user_id = $1 AND roles = $2 RETURNING *`) under
-    /// `guard`, ends the user's sessions when `end_sessions`, and records `audit`.
+    /// `guard`, ends the sessions it `ends`, and records `audit`.
     async fn write_user(
         &self,
         guard: &UserGuard,
         update: sqlx::query::Query<'_, DB, DB::Arguments>,
-        end_sessions: bool,
+        ends: Ends,
         audit: &AuditEvent,
     ) -> StoreResult<UserWrite> {
         let mut tx = self.begin().await?;
@@ -306,8 +360,19 @@ where
                 return Ok(UserWrite::LastHolder);
             }
         }
-        if end_sessions {
-            Self::end_sessions_in(&mut tx, SessionsOf::User(guard.user_id), audit.time).await?;
+        match ends {
+            Ends::Nothing => {}
+            Ends::AllSessions => Self::end_sessions_in(&mut tx, SessionsOf::User(guard.user_id), audit.time).await?,
+            Ends::Impersonations => {
+                sqlx::query(
+                    "UPDATE sessions SET end_time = $2 WHERE end_time IS NULL AND (impersonator_user_id = $1 \
+                     OR (user_id = $1 AND impersonator_user_id IS NOT NULL))",
+                )
+                .arg(guard.user_id)
+                .arg(StoredTime(audit.time))
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         Self::commit(tx, audit).await?;
         Ok(UserWrite::Written(Box::new(user)))
@@ -412,7 +477,8 @@ where
              max_access_token_days = COALESCE($6, max_access_token_days), update_time = $7, \
              min_password_length = COALESCE($8, min_password_length), \
              lockout_failures = COALESCE($9, lockout_failures), lockout_seconds = COALESCE($10, lockout_seconds), \
-             max_lockout_seconds = COALESCE($11, max_lockout_seconds) WHERE tenant_id = $1 RETURNING *",
+             max_lockout_seconds = COALESCE($11, max_lockout_seconds), \
+             allow_customer_support = COALESCE($12, allow_customer_support) WHERE tenant_id = $1 RETURNING *",
         )
         .arg(tenant_id)
         .arg(name)
@@ -425,6 +491,7 @@ where
         .arg(changes.lockout.map(|l| l.0))
         .arg(changes.lockout.map(|l| l.1))
         .arg(changes.lockout.map(|l| l.2))
+        .arg(changes.allow_customer_support)
         .fetch_optional(&mut *tx)
         .await
         .map_err(unique("tenant.name"))?;
@@ -433,6 +500,27 @@ where
         };
         if let Some(served) = &changes.served_tenant_ids {
             Self::replace_served_in(&mut tx, tenant_id, served).await?;
+            // The tenant's users' sessions in clients it no longer serves end.
+            sqlx::query(
+                "UPDATE sessions SET end_time = $2 WHERE end_time IS NULL AND tenant_id <> $1 \
+                 AND impersonator_user_id IN (SELECT user_id FROM users WHERE tenant_id = $1) \
+                 AND tenant_id NOT IN (SELECT client_tenant_id FROM served_tenants WHERE support_tenant_id = $1)",
+            )
+            .arg(tenant_id)
+            .arg(StoredTime(audit.time))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if changes.allow_customer_support == Some(false) {
+            // Support switched off: the sessions of other tenants' users acting in it end.
+            sqlx::query(
+                "UPDATE sessions SET end_time = $2 WHERE tenant_id = $1 AND end_time IS NULL \
+                 AND impersonator_user_id NOT IN (SELECT user_id FROM users WHERE tenant_id = $1)",
+            )
+            .arg(tenant_id)
+            .arg(StoredTime(audit.time))
+            .execute(&mut *tx)
+            .await?;
         }
         tenant.served_tenant_ids = Self::served(&mut *tx, tenant_id).await?;
         Self::commit(tx, audit).await?;
@@ -482,7 +570,7 @@ where
         .arg(c.date_format.as_deref())
         .arg(c.employee_number.as_deref())
         .arg(StoredTime(audit.time));
-        self.write_user(guard, update, false, audit).await
+        self.write_user(guard, update, Ends::Nothing, audit).await
     }
 
     async fn set_user_disabled(&self, guard: &UserGuard, disabled: bool, audit: &AuditEvent) -> StoreResult<UserWrite> {
@@ -493,7 +581,8 @@ where
         .arg(guard.roles)
         .arg(disabled)
         .arg(StoredTime(audit.time));
-        self.write_user(guard, update, disabled, audit).await
+        let ends = if disabled { Ends::AllSessions } else { Ends::Nothing };
+        self.write_user(guard, update, ends, audit).await
     }
 
     async fn set_user_roles(&self, guard: &UserGuard, roles: i32, audit: &AuditEvent) -> StoreResult<UserWrite> {
@@ -503,7 +592,7 @@ where
                 .arg(guard.roles)
                 .arg(roles)
                 .arg(StoredTime(audit.time));
-        self.write_user(guard, update, false, audit).await
+        self.write_user(guard, update, Ends::Impersonations, audit).await
     }
 
     async fn record_login_failure(
@@ -603,7 +692,7 @@ where
         .arg(password_hash)
         .arg(StoredTime(audit.time))
         .arg(force_change);
-        self.write_user(guard, update, true, audit).await
+        self.write_user(guard, update, Ends::AllSessions, audit).await
     }
 
     async fn unlock_user(&self, guard: &UserGuard, audit: &AuditEvent) -> StoreResult<UserWrite> {
@@ -614,7 +703,7 @@ where
         .arg(guard.user_id)
         .arg(guard.roles)
         .arg(StoredTime(audit.time));
-        self.write_user(guard, update, false, audit).await
+        self.write_user(guard, update, Ends::Nothing, audit).await
     }
 
     async fn insert_service_account(&self, a: &ServiceAccountRecord, audit: &AuditEvent) -> StoreResult<()> {
@@ -656,30 +745,47 @@ where
 
     async fn insert_session(&self, s: &SessionRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (session_id, token_hash, user_id, tenant_id, kind, create_time, expire_time, \
-             last_use_time, end_time, impersonator_user_id, access_token_id, service_account_id, user_agent, \
-             peer_address, device_name) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        Self::insert_session_in(&mut tx, s).await?;
+        Self::commit(tx, audit).await
+    }
+
+    async fn start_impersonation(&self, s: &SessionRecord, audits: &[AuditEvent]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::insert_session_in(&mut tx, s).await?;
+        Self::commit_all(tx, audits).await
+    }
+
+    async fn end_impersonation(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        fresh: Option<&SessionRecord>,
+        audits: &[AuditEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // The change is made at its events' time, as every audited change is.
+        let Some(at) = audits.first().map(|a| a.time) else {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "an impersonation ends with its audit events"
+            )));
+        };
+        let ended = sqlx::query(
+            "UPDATE sessions SET end_time = $3 WHERE session_id = $1 AND user_id = $2 AND end_time IS NULL \
+             AND impersonator_user_id IS NOT NULL",
         )
-        .arg(s.session_id)
-        .arg(s.token_hash.as_slice())
-        .arg(s.user_id)
-        .arg(s.tenant_id)
-        .arg(s.kind.as_str())
-        .arg(StoredTime(s.create_time))
-        .arg(StoredTime(s.expire_time))
-        .arg(StoredTime(s.last_use_time))
-        .arg(stored(s.end_time))
-        .arg(s.impersonator_user_id)
-        .arg(s.access_token_id)
-        .arg(s.service_account_id)
-        .arg(s.details.user_agent.as_deref())
-        .arg(s.details.peer_address.as_deref())
-        .arg(s.details.device_name.as_deref())
+        .arg(session_id)
+        .arg(user_id)
+        .arg(StoredTime(at))
         .execute(&mut *tx)
         .await?;
-        Self::commit(tx, audit).await
+        if DB::rows_affected(&ended) == 0 {
+            return Ok(false);
+        }
+        if let Some(fresh) = fresh {
+            Self::insert_session_in(&mut tx, fresh).await?;
+        }
+        Self::commit_all(tx, audits).await?;
+        Ok(true)
     }
 
     async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>> {

@@ -7,6 +7,11 @@
 //!   tenant's users and tenants are not found, a member without the role is refused.
 //! - Nobody reads the credentials of, or changes, a user holding a role they lack (a system
 //!   administrator holds every role).
+//! - Through a proxy session (someone acting as the caller), a caller does what the caller may do,
+//!   but mints no user access token, changes or sets no password, grants or removes no role, and
+//!   impersonates nobody again (`IMPERSONATION_NOT_ALLOWED`); only such a session may switch back.
+//! - Proxy and customer-support logins need their role (a system administrator holds every role);
+//!   each cell's tenant serves the other tenant.
 //!
 //! Each cell gets fresh tenants and users, so no call sees another's changes.
 //! [`every_rpc_has_a_row`] fails when an RPC of the contract has no row here.
@@ -41,6 +46,8 @@ enum Via {
     TokenBearer,
     /// A session opened by logging in with a user access token.
     TokenSession,
+    /// A proxy session in which a system administrator of the caller's tenant acts as the caller.
+    Impersonated,
 }
 
 /// The role the caller holds.
@@ -79,6 +86,8 @@ const NOT_FOUND: Outcome = Err((Code::NotFound, "NOT_FOUND"));
 const UNIMPLEMENTED: Outcome = Err((Code::Unimplemented, "NOT_IMPLEMENTED"));
 const OWN_ACCOUNT: Outcome = Err((Code::FailedPrecondition, "FAILED_PRECONDITION"));
 const CHANGE_PASSWORD_FIRST: Outcome = Err((Code::FailedPrecondition, "PASSWORD_CHANGE_REQUIRED"));
+const IMPERSONATED: Outcome = Err((Code::PermissionDenied, "IMPERSONATION_NOT_ALLOWED"));
+const NOT_IMPERSONATING: Outcome = Err((Code::FailedPrecondition, "FAILED_PRECONDITION"));
 
 /// One row per way of calling an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,11 +256,18 @@ impl Rpc {
             | SetUserPassword
             | UnlockUser
             | ListUserSessions
-            | RevokeUserSessions => Targets::Users,
+            | RevokeUserSessions
+            | ProxyLogin => Targets::Users,
             // A service-account session of the caller's tenant, or of another.
             UpdateSession | DeleteSession => Targets::Tenants,
-            GetTenant | UpdateTenant | CreateUser | ListUsers | CreateServiceAccount | ListServiceAccounts
-            | ListAuditEvents => Targets::Tenants,
+            GetTenant
+            | UpdateTenant
+            | CreateUser
+            | ListUsers
+            | CreateServiceAccount
+            | ListServiceAccounts
+            | ListAuditEvents
+            | LoginAsCustomerSupport => Targets::Tenants,
             _ => Targets::Own,
         }
     }
@@ -259,9 +275,12 @@ impl Rpc {
     /// The rules, cell by cell.
     fn expect(self, c: Cell) -> Outcome {
         use Rpc::*;
-        let token = c.via != Via::Password;
+        let token = matches!(c.via, Via::TokenBearer | Via::TokenSession);
+        let impersonated = c.via == Via::Impersonated;
         // A change with a token answers ACCESS_TOKEN_NOT_ALLOWED before anything else.
         let change = |then: Outcome| if token { TOKEN } else { then };
+        // Then, through a proxy session, what only the real user may do.
+        let real_user_only = |then: Outcome| change(if impersonated { IMPERSONATED } else { then });
         let administers = match (c.rank, c.target) {
             (Rank::SystemAdmin, _) => OK,
             (_, Target::Stranger) => NOT_FOUND,
@@ -274,23 +293,41 @@ impl Rpc {
         };
         let acts_on = administers.and(outranks);
         let own = c.target == Target::Caller;
+        // Only the system administrator holds the proxy and support roles; the caller's tenant
+        // serves the stranger's.
+        let impersonates = |own_target: Outcome| {
+            real_user_only(match (c.rank, c.target) {
+                (Rank::SystemAdmin, Target::Caller) => own_target,
+                (Rank::SystemAdmin, _) => OK,
+                _ => DENIED,
+            })
+        };
         match self {
             Login | ValidateSession | GetCurrentUser | ListMySessions => OK,
-            StartSso | LoginSso | LoginAsCustomerSupport | ProxyLogin | SwitchBack => UNIMPLEMENTED,
-            // Service-account sessions, in the caller's tenant or (by session id) another's.
+            StartSso | LoginSso => UNIMPLEMENTED,
+            // Service-account sessions, in the caller's tenant or (by session id) another's. A new
+            // one is a credential, which a proxy session may not mint.
             ListSessions => administers,
-            CreateSession | UpdateSession | DeleteSession => change(administers),
+            CreateSession => real_user_only(administers),
+            UpdateSession | DeleteSession => change(administers),
+            // As themself; their own tenant does not serve itself.
+            ProxyLogin => impersonates(OWN_ACCOUNT),
+            LoginAsCustomerSupport => impersonates(DENIED),
+            SwitchBack => {
+                if impersonated {
+                    OK
+                } else {
+                    NOT_IMPERSONATING
+                }
+            }
             LogoutCurrent if c.via == Via::TokenBearer => Err((Code::FailedPrecondition, "FAILED_PRECONDITION")),
             LogoutCurrent => OK,
             // Another of the caller's sessions, or someone else's.
             LogoutSession | RevokeMySession => change(if own { OK } else { NOT_FOUND }),
             // Proven with the password; the bearer only names the session to keep.
-            ChangePassword => change(OK),
-            RevokeMyOtherSessions
-            | CreateUserAccessToken
-            | UpdateUserAccessToken
-            | DeleteUserAccessToken
-            | RotateUserAccessToken => change(OK),
+            ChangePassword => real_user_only(OK),
+            CreateUserAccessToken | RotateUserAccessToken => real_user_only(OK),
+            RevokeMyOtherSessions | UpdateUserAccessToken | DeleteUserAccessToken => change(OK),
             GetUserAccessToken | ListUserAccessTokens | ListUserAccessTokenSessions => {
                 if own {
                     OK
@@ -310,7 +347,10 @@ impl Rpc {
             }
             UpdateUser => change(if own { OK } else { acts_on }),
             DisableUser => change(acts_on.and(if own { OWN_ACCOUNT } else { OK })),
-            EnableUser | SetUserRoles | SetUserPassword | UnlockUser => change(acts_on),
+            EnableUser | UnlockUser => change(acts_on),
+            // Who may change the user is decided first, then that the roles are the real user's to give.
+            SetUserRoles => change(acts_on.and(if impersonated { IMPERSONATED } else { OK })),
+            SetUserPassword => real_user_only(acts_on),
             ListUserSessions => {
                 if own {
                     OK
@@ -327,8 +367,11 @@ impl Rpc {
     fn sends_bearer(self) -> bool {
         use Rpc::*;
         match self {
-            Login | StartSso | LoginSso | LoginAsCustomerSupport | ProxyLogin | ValidateSession => false,
-            LogoutCurrent
+            Login | StartSso | LoginSso | ValidateSession => false,
+            // The bearer is optional: the session to keep for switching back.
+            LoginAsCustomerSupport
+            | ProxyLogin
+            | LogoutCurrent
             | LogoutSession
             | SwitchBack
             | ChangePassword
@@ -518,8 +561,22 @@ async fn party(app: &TestApp, tenant_id: &str, name: String, roles: &[pb::Role])
 
 async fn world(app: &TestApp, via: Via, rank: Rank) -> World<'_> {
     let prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let tenant_id = app.create_tenant(&format!("T {prefix}")).await.tenant_id;
     let other_tenant_id = app.create_tenant(&format!("O {prefix}")).await.tenant_id;
+    // The caller's tenant serves the other one: the target of proxy and support logins.
+    let request = pb::CreateTenantRequest {
+        tenant: Some(pb::Tenant {
+            name: format!("T {prefix}"),
+            served_tenant_ids: vec![other_tenant_id.clone()],
+            ..Default::default()
+        }),
+    };
+    let created = app.admin.clone().create_tenant(bearer(request, &app.admin_token)).await;
+    let tenant_id = created
+        .expect("create the caller's tenant")
+        .into_inner()
+        .tenant
+        .unwrap()
+        .tenant_id;
     let roles: &[pb::Role] = match rank {
         Rank::Plain => &[],
         Rank::TenantAdmin => &[pb::Role::TenantAdmin],
@@ -530,8 +587,22 @@ async fn world(app: &TestApp, via: Via, rank: Rank) -> World<'_> {
     let session = app.login_ok(&caller_name, PASSWORD).await.session_token;
     let secret = create_token(app, &session, "mine").await;
     let other = app.login_ok(&caller_name, PASSWORD).await;
+    let peer = party(app, &tenant_id, format!("peer-{prefix}@example.com"), &[]).await;
+    let senior_roles = [pb::Role::SystemAdmin, pb::Role::TenantAdmin];
+    let senior = party(app, &tenant_id, format!("senior-{prefix}@example.com"), &senior_roles).await;
+    let stranger_name = format!("stranger-{prefix}@example.com");
+    let stranger = party(app, &other_tenant_id, stranger_name, &[pb::Role::TenantAdmin]).await;
     let bearer = match via {
         Via::Password => session,
+        Via::Impersonated => {
+            let request = pb::ProxyLoginRequest {
+                user_name: senior.user.user_name.clone(),
+                password: PASSWORD.into(),
+                proxy_user_id: caller.user_id.clone(),
+            };
+            let login = app.login.clone().proxy_login(request).await;
+            login.expect("the senior acts as the caller").into_inner().session_token
+        }
         Via::TokenBearer => secret,
         Via::TokenSession => {
             let request = pb::LoginRequest {
@@ -547,11 +618,6 @@ async fn world(app: &TestApp, via: Via, rank: Rank) -> World<'_> {
                 .session_token
         }
     };
-    let peer = party(app, &tenant_id, format!("peer-{prefix}@example.com"), &[]).await;
-    let senior_roles = [pb::Role::SystemAdmin, pb::Role::TenantAdmin];
-    let senior = party(app, &tenant_id, format!("senior-{prefix}@example.com"), &senior_roles).await;
-    let stranger_name = format!("stranger-{prefix}@example.com");
-    let stranger = party(app, &other_tenant_id, stranger_name, &[pb::Role::TenantAdmin]).await;
     World {
         app,
         bearer,
@@ -602,15 +668,22 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
             app.login.clone().logout(bearer(request, b)).await.map(ok)
         }
         LoginAsCustomerSupport => {
-            let request = pb::LoginAsCustomerSupportRequest::default();
+            let request = pb::LoginAsCustomerSupportRequest {
+                user_name: w.caller.user_name.clone(),
+                password: w.password.clone(),
+                client_tenant_id: w.tenant_id(target),
+            };
+            let request = bearer(request, b);
             app.login.clone().login_as_customer_support(request).await.map(ok)
         }
-        ProxyLogin => app
-            .login
-            .clone()
-            .proxy_login(pb::ProxyLoginRequest::default())
-            .await
-            .map(ok),
+        ProxyLogin => {
+            let request = pb::ProxyLoginRequest {
+                user_name: w.caller.user_name.clone(),
+                password: w.password.clone(),
+                proxy_user_id: user.user_id.clone(),
+            };
+            app.login.clone().proxy_login(bearer(request, b)).await.map(ok)
+        }
         SwitchBack => app
             .login
             .clone()
@@ -936,7 +1009,7 @@ async fn every_rpc_answers_every_caller_as_the_rules_say(env: TestEnv) {
             Targets::Users => &[Target::Caller, Target::Peer, Target::Senior, Target::Stranger],
             Targets::Tenants => &[Target::Caller, Target::Stranger],
         };
-        for via in [Via::Password, Via::TokenBearer, Via::TokenSession] {
+        for via in [Via::Password, Via::TokenBearer, Via::TokenSession, Via::Impersonated] {
             for rank in [Rank::Plain, Rank::TenantAdmin, Rank::SystemAdmin] {
                 for &target in targets {
                     cells.push((rpc, Cell { via, rank, target }));

@@ -296,10 +296,10 @@ async fn unimplemented_calls_say_so(env: TestEnv) {
     let status = app
         .login
         .clone()
-        .proxy_login(pb::ProxyLoginRequest::default())
+        .start_sso(pb::StartSsoRequest::default())
         .await
         .unwrap_err();
     assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
-    assert!(status.message().contains("ProxyLogin"));
+    assert!(status.message().contains("StartSso"));
     app.finish().await;
 }

@@ -20,6 +20,7 @@ mod concurrency;
 mod errors;
 mod failed_logins;
 mod health;
+mod impersonation;
 mod login;
 mod names;
 mod passwords;
@@ -65,6 +66,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("failed_logins", failed_logins::tests()),
         ("service_account_sessions", service_account_sessions::tests()),
         ("user_sessions", user_sessions::tests()),
+        ("impersonation", impersonation::tests()),
     ];
     match store {
         StoreKind::Postgres => {
