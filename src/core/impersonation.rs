@@ -130,24 +130,17 @@ impl Identity {
             Some(original) => (original, None),
             None => {
                 let token = SessionToken::mint();
+                let expire_time = (current.create_time + self.sessions.lifetime).max(now);
                 let fresh = SessionRecord {
-                    session_id: Uuid::now_v7(),
-                    token_hash: token.hash().as_bytes().to_vec(),
                     user_id: Some(real.user_id),
-                    tenant_id: real.tenant_id,
-                    kind: SessionKind::Password,
-                    create_time: now,
-                    expire_time: (current.create_time + self.sessions.lifetime).max(now),
-                    last_use_time: now,
-                    end_time: None,
-                    impersonator_user_id: None,
-                    original_session_id: None,
-                    access_token_id: None,
-                    access_token_name: None,
-                    impersonator_user_name: None,
-                    service_account_id: None,
-                    service_account_name: None,
                     details: session_details(meta),
+                    ..SessionRecord::opened(
+                        token.hash().as_bytes().to_vec(),
+                        real.tenant_id,
+                        SessionKind::Password,
+                        now,
+                        expire_time,
+                    )
                 };
                 (fresh, Some(token))
             }
@@ -316,24 +309,20 @@ impl Identity {
     ) -> Result<LoginOutcome> {
         let now = self.clock.now();
         let token = SessionToken::mint();
+        let expire_time = now + self.sessions.impersonation_lifetime;
         let session = SessionRecord {
-            session_id: Uuid::now_v7(),
-            token_hash: token.hash().as_bytes().to_vec(),
             user_id: Some(acting.user_id),
-            tenant_id: tenant.tenant_id,
-            kind,
-            create_time: now,
-            expire_time: now + self.sessions.impersonation_lifetime,
-            last_use_time: now,
-            end_time: None,
             impersonator_user_id: Some(real.user.user_id),
             original_session_id: real.original_session_id,
-            access_token_id: None,
-            access_token_name: None,
             impersonator_user_name: Some(real.user.user_name.clone()),
-            service_account_id: None,
-            service_account_name: None,
             details: session_details(meta),
+            ..SessionRecord::opened(
+                token.hash().as_bytes().to_vec(),
+                tenant.tenant_id,
+                kind,
+                now,
+                expire_time,
+            )
         };
         let mut audits = impersonation_audits("impersonation.started", now, meta, &session, real.tenant.tenant_id);
         if let Some(original) = real.original_session_id {

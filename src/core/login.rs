@@ -94,28 +94,23 @@ impl Identity {
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("user {} has no tenant", user.user_id)))?;
         let now = self.clock.now();
         let token = SessionToken::mint();
+        let expire_time = access_token
+            .and_then(|t| t.expire_time)
+            .map_or(now + self.sessions.lifetime, |end| {
+                end.min(now + self.sessions.lifetime)
+            });
         let session = SessionRecord {
-            session_id: Uuid::now_v7(),
-            token_hash: token.hash().as_bytes().to_vec(),
             user_id: Some(user.user_id),
-            tenant_id: tenant.tenant_id,
-            kind,
-            create_time: now,
-            expire_time: access_token
-                .and_then(|t| t.expire_time)
-                .map_or(now + self.sessions.lifetime, |end| {
-                    end.min(now + self.sessions.lifetime)
-                }),
-            last_use_time: now,
-            end_time: None,
-            impersonator_user_id: None,
-            original_session_id: None,
             access_token_id: access_token.map(|t| t.token_id),
             access_token_name: access_token.map(|t| t.name.clone()),
-            service_account_id: None,
-            service_account_name: None,
             details: session_details(meta),
-            impersonator_user_name: None,
+            ..SessionRecord::opened(
+                token.hash().as_bytes().to_vec(),
+                tenant.tenant_id,
+                kind,
+                now,
+                expire_time,
+            )
         };
         let mut audit = Audit::new("login.succeeded", now, meta)
             .tenant(tenant.tenant_id)

@@ -44,23 +44,16 @@ impl Identity {
         let account = self.service_account_named(caller.tenant_id, &name).await?;
         let token = SessionToken::mint();
         let session = SessionRecord {
-            session_id: Uuid::now_v7(),
-            token_hash: token.hash().as_bytes().to_vec(),
-            user_id: None,
-            tenant_id: account.tenant_id,
-            kind: SessionKind::ServiceAccount,
-            create_time: now,
-            expire_time: expiration.instant(),
-            last_use_time: now,
-            end_time: None,
-            impersonator_user_id: None,
-            original_session_id: None,
-            impersonator_user_name: None,
-            access_token_id: None,
-            access_token_name: None,
             service_account_id: Some(account.service_account_id),
             service_account_name: Some(account.name.clone()),
             details: session_details(meta),
+            ..SessionRecord::opened(
+                token.hash().as_bytes().to_vec(),
+                account.tenant_id,
+                SessionKind::ServiceAccount,
+                now,
+                expiration.instant(),
+            )
         };
         let audit = Audit::new("service_account_session.created", now, meta)
             .tenant(account.tenant_id)

@@ -250,22 +250,8 @@ pub(super) mod tests {
         SessionLookup {
             session: SessionRecord {
                 session_id,
-                token_hash: vec![1; 32],
                 user_id: Some(user_id),
-                tenant_id,
-                kind: SessionKind::Password,
-                create_time: now,
-                expire_time: now,
-                last_use_time: now,
-                end_time: None,
-                impersonator_user_id: None,
-                original_session_id: None,
-                impersonator_user_name: None,
-                access_token_id: None,
-                access_token_name: None,
-                service_account_id: None,
-                service_account_name: None,
-                details: Default::default(),
+                ..SessionRecord::opened(vec![1; 32], tenant_id, SessionKind::Password, now, now)
             },
             user: Some(UserRecord {
                 user_id,

@@ -214,6 +214,39 @@ pub struct SessionRecord {
     pub details: SessionDetails,
 }
 
+impl SessionRecord {
+    /// A session of `kind` opened at `now` in `tenant_id`, with its token's hash and a fresh id,
+    /// open until `expire_time`; who it acts as and everything else is left unset for the caller
+    /// to fill in (`SessionRecord { user_id: …, ..SessionRecord::opened(…) }`).
+    pub fn opened(
+        token_hash: Vec<u8>,
+        tenant_id: Uuid,
+        kind: SessionKind,
+        now: DateTime<Utc>,
+        expire_time: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            session_id: Uuid::now_v7(),
+            token_hash,
+            user_id: None,
+            tenant_id,
+            kind,
+            create_time: now,
+            expire_time,
+            last_use_time: now,
+            end_time: None,
+            impersonator_user_id: None,
+            original_session_id: None,
+            access_token_id: None,
+            access_token_name: None,
+            impersonator_user_name: None,
+            service_account_id: None,
+            service_account_name: None,
+            details: SessionDetails::default(),
+        }
+    }
+}
+
 /// What the client told about itself when a session was opened, so that a person can recognise
 /// the session later. Each field is bounded in length by the core before it is stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
