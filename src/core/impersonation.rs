@@ -249,7 +249,7 @@ impl Identity {
         if let Some(original) = original {
             original.require(Need::KeepForSwitchBack)?;
         }
-        let user = self.prove_password(&name, &password, meta).await?;
+        let user = self.prove_password(&name, &password, meta).await?.user;
         self.password_login_succeeded(&user, &password).await?;
         let original_session_id = match original {
             None => None,

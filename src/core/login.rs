@@ -4,7 +4,7 @@ use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
 use super::passwords::must_change_password;
 use super::session_details::session_details;
-use super::views::{SessionView, TenantView, UserView};
+use super::views::{SessionView, TenantRef, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
 use crate::domain::{Password, SessionKind, UserName};
@@ -14,13 +14,23 @@ use crate::store::{AccessTokenLookup, SessionRecord, UserRecord};
 #[derive(Debug)]
 pub struct LoginOutcome {
     pub user: UserView,
-    pub tenant: TenantView,
+    /// The tenant the session acts in.
+    pub tenant: TenantRef,
     pub session: SessionView,
     /// The bearer secret; returned to the caller this once and never stored.
     pub token: SessionToken,
     /// The session was opened with a password that must be changed: it outlived the tenant's
     /// password-expiry policy, or an administrator set it. The session may only change it.
     pub is_force_change_password: bool,
+}
+
+/// A user about to get a session, with what the session and the login's answer need of their
+/// tenant.
+struct SigningIn {
+    user: UserRecord,
+    tenant: TenantRef,
+    /// The tenant's password-expiry policy, in days (`None` for never).
+    password_expiry_days: Option<i32>,
 }
 
 /// Parses the user name and password of a sign-in, naming every bad field at once, as CreateUser
@@ -51,9 +61,19 @@ impl Identity {
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         let (name, password) = parse_credentials(user_name, password)?;
-        let user = self.prove_password(&name, &password, meta).await?;
-        self.password_login_succeeded(&user, &password).await?;
-        self.open_session(user, SessionKind::Password, None, meta).await
+        let found = self.prove_password(&name, &password, meta).await?;
+        self.password_login_succeeded(&found.user, &password).await?;
+        let tenant = TenantRef {
+            tenant_id: found.user.tenant_id,
+            name: found.tenant_name,
+        };
+        let signing_in = SigningIn {
+            user: found.user,
+            tenant,
+            password_expiry_days: found.password_expiry_days,
+        };
+        self.open_session_for(signing_in, SessionKind::Password, None, meta)
+            .await
     }
 
     /// Logs in with a user access token and opens a session linked to it, which ends when the
@@ -74,24 +94,31 @@ impl Identity {
             }
             Err(e) => return Err(e),
         };
-        let user = lookup.user.clone();
-        self.open_session(user, SessionKind::AccessToken, Some(&lookup), meta)
+        let signing_in = SigningIn {
+            user: lookup.user.clone(),
+            tenant: TenantRef {
+                tenant_id: lookup.user.tenant_id,
+                name: lookup.tenant_name.clone(),
+            },
+            password_expiry_days: lookup.password_expiry_days,
+        };
+        self.open_session_for(signing_in, SessionKind::AccessToken, Some(&lookup), meta)
             .await
     }
 
-    /// Opens a session of `kind` for `user` in the user's tenant and records `login.succeeded`.
-    async fn open_session(
+    /// Opens a session of `kind` for a user whose tenant was read with them (so that a login makes
+    /// no other read), and records `login.succeeded`.
+    async fn open_session_for(
         &self,
-        user: UserRecord,
+        SigningIn {
+            user,
+            tenant,
+            password_expiry_days,
+        }: SigningIn,
         kind: SessionKind,
         access_token: Option<&AccessTokenLookup>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
-        let tenant = self
-            .store
-            .get_tenant(user.tenant_id)
-            .await?
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("user {} has no tenant", user.user_id)))?;
         let now = self.clock.now();
         let token = SessionToken::mint();
         let expire_time = access_token
@@ -124,10 +151,10 @@ impl Identity {
         let audit = audit.build();
         self.store.insert_session(&session, &audit).await?;
         tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
-        let is_force_change_password = must_change_password(kind, &user, tenant.password_expiry_days, now);
+        let is_force_change_password = must_change_password(kind, &user, password_expiry_days, now);
         Ok(LoginOutcome {
             user: user.into(),
-            tenant: tenant.into(),
+            tenant,
             session: SessionView::new(session, now, true),
             token,
             is_force_change_password,

@@ -48,7 +48,7 @@ pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use sessions::{Principal, SessionValidity};
 pub use validation_cache::ValidationCache;
-pub use views::{AccessTokenView, ServiceAccountView, SessionView, TenantView, UserView};
+pub use views::{AccessTokenView, ServiceAccountView, SessionView, TenantRef, TenantView, UserView};
 
 /// How long sessions live.
 #[derive(Debug, Clone, Copy)]

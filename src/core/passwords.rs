@@ -16,7 +16,7 @@ use crate::domain::{
     LockoutPolicy, MAX_CONSECUTIVE_FAILURES, NewPassword, Password, PasswordExpiry, PasswordRules, SessionKind,
     UserName,
 };
-use crate::store::{PasswordChange, PasswordRehash, TenantRecord, UserGuard, UserRecord};
+use crate::store::{PasswordChange, PasswordRehash, TenantRecord, UserGuard, UserRecord, UserSigningIn};
 
 /// Whether a session of `kind` for `user` counts as opened with a password that must now be
 /// changed: an administrator set it, or it outlived the user's tenant's expiry policy
@@ -79,25 +79,26 @@ impl Identity {
         name: &UserName,
         password: &Password,
         meta: &RequestMeta,
-    ) -> Result<UserRecord> {
+    ) -> Result<UserSigningIn> {
         let client = ClientAddress::of(meta);
         let throttle = &self.password_login_failures;
         throttle
             .check(&client)
             .map_err(|retry_after| Error::TooManyFailedLogins { retry_after })?;
-        let user = self.store.find_user_by_name(&name.key()).await?;
-        let usable = user.as_ref().filter(|u| !u.disabled);
+        let found = self.store.find_user_signing_in(&name.key()).await?;
+        let user = found.as_ref().map(|f| &f.user);
+        let usable = user.filter(|u| !u.disabled);
         let verified = self
             .hasher
             .verify(password, usable.map(|u| u.password_hash.as_str()))
             .await?;
         let now = self.clock.now();
         let locked = usable.is_some_and(|u| is_locked(u, now));
-        if let (true, false, Some(user)) = (verified, locked, usable) {
-            return Ok(user.clone());
+        if let (true, false, Some(found)) = (verified, locked, found.as_ref().filter(|f| !f.user.disabled)) {
+            return Ok(found.clone());
         }
         throttle.record_failure(&client);
-        let failure = match &user {
+        let failure = match user {
             None => "unknown_user",
             Some(u) if u.disabled => "user_disabled",
             Some(_) if locked => "locked",
@@ -106,10 +107,10 @@ impl Identity {
         let mut audit = Audit::new("login.failed", now, meta)
             .detail("user_name", name.as_str())
             .detail("failure", failure);
-        if let Some(u) = &user {
+        if let Some(u) = user {
             audit = audit.subject(u.user_id).tenant(u.tenant_id);
         }
-        self.count_failure(user.as_ref(), audit.build(), meta).await?;
+        self.count_failure(found.as_ref(), audit.build(), meta).await?;
         tracing::info!(failure, "login failed");
         Err(Error::InvalidCredentials)
     }
@@ -119,26 +120,25 @@ impl Identity {
     /// threshold (for good at the most consecutive failures), recording `login.locked`.
     ///
     /// Every failure — unknown user, disabled user, locked account, wrong password — runs the
-    /// same statements (the count's update matches no row when it is not to count, and the
-    /// lockout policy is read for every failure), so that the database's work does not tell them
-    /// apart. Only the failure that locks an account writes once more.
+    /// same statements (the count's update matches no row when it is not to count; the lockout
+    /// policy came with the user, in the lookup every failure made), so that the database's work
+    /// does not tell them apart. Only the failure that locks an account writes once more.
     async fn count_failure(
         &self,
-        user: Option<&UserRecord>,
+        found: Option<&UserSigningIn>,
         failed: crate::domain::AuditEvent,
         meta: &RequestMeta,
     ) -> Result<()> {
         let now = failed.time;
+        let user = found.map(|f| &f.user);
         let counted = user.filter(|u| !u.disabled).map(|u| u.user_id);
         let failures = self
             .store
             .record_login_failure(counted, MAX_CONSECUTIVE_FAILURES, &failed)
             .await?;
-        let tenant_id = user.map_or(Uuid::nil(), |u| u.tenant_id);
-        let policy = match self.store.get_tenant(tenant_id).await? {
-            Some(tenant) => lockout_policy(&tenant),
-            None => LockoutPolicy::default(),
-        };
+        let policy = found.map_or_else(LockoutPolicy::default, |f| {
+            LockoutPolicy::from_stored(f.lockout_failures, f.lockout_seconds, f.max_lockout_seconds)
+        });
         let (Some(user), Some(failures)) = (user, failures) else {
             return Ok(()); // nothing counted: no account, disabled, or locked meanwhile
         };
@@ -216,7 +216,7 @@ impl Identity {
             let violations = [name.err(), current.err(), new_size.err()];
             return Err(Error::InvalidArgument(violations.into_iter().flatten().collect()));
         };
-        let user = self.prove_password(name, current, meta).await?;
+        let user = self.prove_password(name, current, meta).await?.user;
         let keep_session = match caller {
             None => None,
             Some(caller) if caller.user_id() == user.user_id => caller.session_id,

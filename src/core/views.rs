@@ -25,6 +25,22 @@ pub struct TenantView {
     pub update_time: DateTime<Utc>,
 }
 
+/// A tenant named in an answer: its id and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRef {
+    pub tenant_id: Uuid,
+    pub name: String,
+}
+
+impl From<TenantRecord> for TenantRef {
+    fn from(t: TenantRecord) -> Self {
+        Self {
+            tenant_id: t.tenant_id,
+            name: t.name,
+        }
+    }
+}
+
 impl From<TenantRecord> for TenantView {
     fn from(t: TenantRecord) -> Self {
         let (password_rules, lockout) = (

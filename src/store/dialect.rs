@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::StoreResult;
 use super::records::{
     AccessTokenLookup, AccessTokenRecord, ServiceAccountRecord, SessionLookup, SessionRecord, TenantRecord, UserRecord,
+    UserSigningIn,
 };
 use super::time::StoredTime;
 use crate::domain::AuditEvent;
@@ -55,6 +56,7 @@ pub trait Dialect:
     + for<'a> Binds<'a, Option<StoredTime>>
     + Reads<TenantRecord>
     + Reads<UserRecord>
+    + Reads<UserSigningIn>
     + Reads<SessionRecord>
     + Reads<SessionLookup>
     + Reads<AccessTokenRecord>

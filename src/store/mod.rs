@@ -21,7 +21,7 @@ pub use error::StoreError;
 pub use records::{
     AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionDetails,
     SessionLookup, SessionRecord, SessionsOf, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard,
-    UserRecord, UserWrite,
+    UserRecord, UserSigningIn, UserWrite,
 };
 pub use sql::SqlStore;
 
@@ -58,6 +58,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, user_id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// Finds a user by the normalised user name.
     async fn find_user_by_name(&self, user_name_key: &str) -> StoreResult<Option<UserRecord>>;
+    /// Finds a user by the normalised user name with what a password login needs of their tenant,
+    /// in one query.
+    async fn find_user_signing_in(&self, user_name_key: &str) -> StoreResult<Option<UserSigningIn>>;
     /// Users of a tenant in creation order.
     async fn list_users(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Vec<UserRecord>>;
     /// Changes the given profile fields of a user.

@@ -39,6 +39,21 @@ pub struct TenantRecord {
     pub update_time: DateTime<Utc>,
 }
 
+/// A user found by name to prove a password, with what a login needs of their tenant, read in the
+/// same query: a password login reads nothing else before it opens the session.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserSigningIn {
+    #[sqlx(flatten)]
+    pub user: UserRecord,
+    pub tenant_name: String,
+    /// The tenant's password-expiry policy, in days (`None` for never).
+    pub password_expiry_days: Option<i32>,
+    /// The tenant's lockout settings (see [`TenantRecord`]).
+    pub lockout_failures: i32,
+    pub lockout_seconds: i32,
+    pub max_lockout_seconds: i32,
+}
+
 /// The fields of a tenant to change; `None` leaves one as it is.
 #[derive(Debug, Clone, Default)]
 pub struct TenantChanges {

@@ -14,7 +14,7 @@ use super::time::{StoredTime, stored};
 use super::{
     AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionLookup,
     SessionRecord, SessionsOf, Store, StoreError, StoreResult, TenantChanges, TenantRecord, TokenChanges,
-    TokenRotation, UserGuard, UserRecord, UserWrite,
+    TokenRotation, UserGuard, UserRecord, UserSigningIn, UserWrite,
 };
 use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
 
@@ -181,6 +181,21 @@ where
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+
+    /// Runs `change` in a transaction of its own with `audit`: true when it changed a row; false,
+    /// recording nothing, when it matched none.
+    async fn change_one(
+        &self,
+        change: sqlx::query::Query<'_, DB, DB::Arguments>,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        if DB::rows_affected(&change.execute(&mut *tx).await?) == 0 {
+            return Ok(false);
+        }
+        Self::commit(tx, audit).await?;
+        Ok(true)
     }
 
     /// Records every one of `audits` in the transaction and commits it.
@@ -542,6 +557,13 @@ where
             .await
     }
 
+    async fn find_user_signing_in(&self, user_name_key: &str) -> StoreResult<Option<UserSigningIn>> {
+        let sql = "SELECT u.*, t.name AS tenant_name, t.password_expiry_days, t.lockout_failures, t.lockout_seconds, \
+                   t.max_lockout_seconds FROM users u JOIN tenants t ON t.tenant_id = u.tenant_id \
+                   WHERE u.user_name_key = $1";
+        self.find(sql, user_name_key).await
+    }
+
     async fn list_users(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Vec<UserRecord>> {
         let sql = "SELECT * FROM users WHERE tenant_id = $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3";
         self.page_of(sql, tenant_id, page).await
@@ -806,20 +828,13 @@ where
     }
 
     async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let ended = sqlx::query(
+        let end = sqlx::query(
             "UPDATE sessions SET end_time = $3 WHERE session_id = $1 AND user_id = $2 AND end_time IS NULL",
         )
         .arg(session_id)
         .arg(user_id)
-        .arg(StoredTime(audit.time))
-        .execute(&mut *tx)
-        .await?;
-        if DB::rows_affected(&ended) == 0 {
-            return Ok(false);
-        }
-        Self::commit(tx, audit).await?;
-        Ok(true)
+        .arg(StoredTime(audit.time));
+        self.change_one(end, audit).await
     }
 
     async fn set_service_account_session_expiry(
@@ -828,38 +843,24 @@ where
         expire_time: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let changed = sqlx::query(
+        let change = sqlx::query(
             "UPDATE sessions SET expire_time = $2 WHERE session_id = $1 AND service_account_id IS NOT NULL \
              AND end_time IS NULL AND expire_time > $3",
         )
         .arg(session_id)
         .arg(StoredTime(expire_time))
-        .arg(StoredTime(audit.time))
-        .execute(&mut *tx)
-        .await?;
-        if DB::rows_affected(&changed) == 0 {
-            return Ok(false);
-        }
-        Self::commit(tx, audit).await?;
-        Ok(true)
+        .arg(StoredTime(audit.time));
+        self.change_one(change, audit).await
     }
 
     async fn end_service_account_session(&self, session_id: Uuid, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let ended = sqlx::query(
+        let end = sqlx::query(
             "UPDATE sessions SET end_time = $2 WHERE session_id = $1 AND service_account_id IS NOT NULL \
              AND end_time IS NULL",
         )
         .arg(session_id)
-        .arg(StoredTime(audit.time))
-        .execute(&mut *tx)
-        .await?;
-        if DB::rows_affected(&ended) == 0 {
-            return Ok(false);
-        }
-        Self::commit(tx, audit).await?;
-        Ok(true)
+        .arg(StoredTime(audit.time));
+        self.change_one(end, audit).await
     }
 
     async fn delete_old_sessions(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
