@@ -83,7 +83,7 @@ pub trait Dialect:
     /// Takes `lock` in the write transaction on `conn`.
     async fn lock(conn: &mut Self::Connection, lock: Lock) -> StoreResult<()>;
 
-    /// Writes a batch of last-use times, each only if newer than the stored one.
+    /// Writes a non-empty batch of last-use times, each only if newer than the stored one.
     async fn record_last_use(writer: &Pool<Self>, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
 }
 

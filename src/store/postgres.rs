@@ -49,9 +49,6 @@ impl Dialect for Postgres {
     }
 
     async fn record_last_use(writer: &PgPool, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
-        if uses.is_empty() {
-            return Ok(());
-        }
         let sql = match of {
             LastUseOf::Sessions => {
                 "UPDATE sessions s SET last_use_time = u.time \

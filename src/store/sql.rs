@@ -890,6 +890,9 @@ where
     }
 
     async fn record_last_use(&self, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
         DB::record_last_use(&self.writer, of, uses).await
     }
 

@@ -43,9 +43,6 @@ impl Dialect for Sqlite {
     }
 
     async fn record_last_use(writer: &SqlitePool, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
-        if uses.is_empty() {
-            return Ok(());
-        }
         let sql = match of {
             LastUseOf::Sessions => {
                 "UPDATE sessions SET last_use_time = $2 WHERE session_id = $1 AND last_use_time < $2"
