@@ -538,7 +538,7 @@ async fn customer_support_login(env: TestEnv) {
             .await,
     )
     .await;
-    assert_xml_error(&refused, StatusCode::NOT_FOUND, "1501", "NOT_FOUND");
+    assert_xml_error(&refused, StatusCode::FORBIDDEN, "1301", "PERMISSION_DENIED");
     app.finish().await;
 }
 
@@ -556,8 +556,18 @@ async fn a_forced_password_change_over_xml(env: TestEnv) {
     let login = rest.login(&user.user_name, "set by an administrator").await;
     assert_eq!(login.field("isForceChangePassword"), "true");
     let cookie = [("cookie", login.cookie_string.as_str())];
-    let refused = text(rest.get("/networking/rest/user/info", &cookie).await).await;
-    assert_xml_error(&refused, StatusCode::CONFLICT, "1405", "PASSWORD_CHANGE_REQUIRED");
+    let (_, info) = text(rest.get("/networking/rest/user/info", &cookie).await).await;
+    assert_eq!(field(&info, "isForceChangePassword"), "true");
+    // Until then the session may do little else: a state conflict, 409 with the gRPC reason.
+    let (status, refused) = rest
+        .json(
+            "identity.v1.AccessTokenService/CreateUserAccessToken",
+            json!({ "userAccessTokenName": "too early" }),
+            Some(&login.field("sessionId")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["details"][0]["reason"], "PASSWORD_CHANGE_REQUIRED");
 
     let update = format!(
         "<platform><user><userName>{}</userName><oldPassword>set by an administrator</oldPassword><newPassword>my very own new password</newPassword></user></platform>",
