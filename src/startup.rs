@@ -243,18 +243,15 @@ impl Application {
 
 /// The identity services, and with the `rest` feature the REST routes beside them.
 fn served_routes(identity: Identity, config: &Config) -> anyhow::Result<tonic::service::Routes> {
-    let grpc = grpc::routes(identity.clone(), config.max_request_bytes);
     #[cfg(feature = "rest")]
     {
+        let grpc = grpc::routes(identity.clone(), config.max_request_bytes);
         let cookies = crate::rest::CookieSettings::new(config.rest_cookie_name.clone(), config.rest_cookie_secure);
         let rest = crate::rest::router(identity, grpc.clone(), cookies, config.max_request_bytes)?;
         Ok(tonic::service::Routes::from(grpc.into_axum_router().merge(rest)))
     }
     #[cfg(not(feature = "rest"))]
-    {
-        let _ = identity;
-        Ok(grpc)
-    }
+    Ok(grpc::routes(identity, config.max_request_bytes))
 }
 
 /// Reflection over our contract and the standard health and reflection services, so that

@@ -102,7 +102,7 @@ pub async fn switch_back(State(state): State<RestState>, request: Request) -> Re
         let original_name = state.cookies.original_name();
         let kept = credentials::cookie(&parts.headers, &original_name);
         if kept.is_some() {
-            cookies.push(state.cookies.set_cookie(&original_name, "", Duration::ZERO));
+            cookies.push(state.cookies.set_cookie(&original_name, "", Some(Duration::ZERO)));
         }
         let token = match back.token {
             Some(token) => Some(token.expose().to_owned()),
@@ -135,7 +135,7 @@ pub async fn logout(State(state): State<RestState>, request: Request) -> Respons
         let meta = credentials::meta(&parts.headers, &parts.extensions);
         let caller = changing_caller(&state, &parts.headers, &meta).await?;
         state.identity.logout(&caller, None, &meta).await?;
-        let clear = state.cookies.set_cookie(&state.cookies.name, "", Duration::ZERO);
+        let clear = state.cookies.set_cookie(&state.cookies.name, "", Some(Duration::ZERO));
         Ok(xml_ok(
             &MessageReply {
                 message: Message::success(),
@@ -342,12 +342,9 @@ async fn original_caller(
 /// a second cookie for switching back, since the session cookie now names the new session.
 fn keep_original(state: &RestState, headers: &HeaderMap, original: Option<&(Caller, Source)>) -> Vec<String> {
     match (original, credentials::cookie(headers, &state.cookies.name)) {
+        // The session it names ends by its own rules: the cookie needs no lifetime of its own.
         (Some((_, Source::Cookie)), Some(token)) => {
-            vec![
-                state
-                    .cookies
-                    .set_cookie(&state.cookies.original_name(), token, Duration::from_secs(24 * 3600)),
-            ]
+            vec![state.cookies.set_cookie(&state.cookies.original_name(), token, None)]
         }
         _ => Vec::new(),
     }
@@ -387,7 +384,7 @@ fn session_answer(
 ) -> Response {
     if let Some(token) = token {
         let lifetime = (session.expire_time - session.create_time).to_std().unwrap_or_default();
-        cookies.push(state.cookies.set_cookie(&state.cookies.name, token, lifetime));
+        cookies.push(state.cookies.set_cookie(&state.cookies.name, token, Some(lifetime)));
         details.session_id = token.to_owned();
         details.cookie_string = format!("{}={token}", state.cookies.name);
     }

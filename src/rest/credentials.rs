@@ -43,13 +43,13 @@ impl CookieSettings {
     }
 
     /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, path `/`, `Secure` when configured;
-    /// `max_age` zero deletes the cookie.
-    pub fn set_cookie(&self, name: &str, value: &str, max_age: Duration) -> String {
+    /// without `max_age` it lasts as long as the browser's session, and zero deletes it.
+    pub fn set_cookie(&self, name: &str, value: &str, max_age: Option<Duration>) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        format!(
-            "{name}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
-            max_age.as_secs()
-        )
+        let max_age = max_age
+            .map(|age| format!("; Max-Age={}", age.as_secs()))
+            .unwrap_or_default();
+        format!("{name}={value}; Path=/{max_age}; HttpOnly; SameSite=Strict{secure}")
     }
 }
 
