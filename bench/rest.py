@@ -38,8 +38,10 @@ def main():
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=bench.ROOT, check=True)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=bench.ROOT, check=True)
     tmp = tempfile.mkdtemp(prefix="identityd-bench-rest-")
     for store in args.stores.split(","):
         if store == "postgres":
