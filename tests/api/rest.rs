@@ -158,7 +158,7 @@ async fn is_valid(rest: &Rest, headers: &[(&str, &str)]) -> bool {
     field(&body, "is_session_valid") == "true"
 }
 
-/// The seed's client: XML login, the cookie string from `Set-Cookie`, isSessionValid, user/info
+/// The AgileApps BaseClient: XML login, the cookie string from `Set-Cookie`, isSessionValid, user/info
 /// and logout, all with that cookie string.
 async fn the_base_client_flow_with_the_cookie_string(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
