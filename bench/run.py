@@ -115,6 +115,10 @@ def bench_store(store, url, duration, tmp, startup_url):
         # The health ceiling is measured before and after, and averaged, as the machine drifts.
         health_before = run(server, "health", duration, "--concurrency", "64")["report"]
         hot = run(server, "validate", duration, "--concurrency", "64", "--sessions", "64")["report"]
+        # The REST layer's isSessionValid over the same kind of pool, right after: HTTP/1.1 and
+        # XML against the gRPC call it stands beside.
+        rest_hot = run(server, "rest-validate", duration, "--concurrency", "64", "--sessions", "64")["report"]
+        rows["rest_validate_vs_grpc"] = (rest_hot["requests_per_second"], hot["requests_per_second"])
         validate = run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
         health_after = run(server, "health", duration, "--concurrency", "64")["report"]
         health = (health_before["requests_per_second"] + health_after["requests_per_second"]) / 2
@@ -176,6 +180,7 @@ TARGETS = [
     ("startup_seconds", "5c. start to SERVING on an empty database, s", "<=", 0.5),
     ("login_token_vs_hash_ceiling", "   token-login rate ÷ hashing ceiling", None, None),
     ("hash_memory_reuse", "   hashing ceiling with memory reuse ÷ without", None, None),
+    ("rest_validate_vs_grpc", "6. REST isSessionValid rate ÷ gRPC ValidateSession rate, concurrency 64", ">=", 0.7),
 ]
 
 

@@ -143,6 +143,16 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,
 
+    /// REST layer: the session cookie's name. Unset: `__Host-identityd_session` when cookies are
+    /// Secure (the prefix binds the cookie to this host), `identityd_session` when they are not.
+    #[arg(long, env = "IDENTITYD_REST_COOKIE_NAME")]
+    pub rest_cookie_name: Option<String>,
+
+    /// REST layer: mark cookies `Secure`, for a service reached over TLS (at a proxy in front of
+    /// it); browsers then send them over HTTPS only.
+    #[arg(long, env = "IDENTITYD_REST_COOKIE_SECURE", default_value_t = false)]
+    pub rest_cookie_secure: bool,
+
     /// Log format.
     #[arg(long, env = "IDENTITYD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

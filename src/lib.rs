@@ -3,7 +3,9 @@
 //!
 //! The arrows point one way: [`grpc`] translates the wire contract into calls on [`core`]; [`core`]
 //! holds the use cases and depends only on [`domain`], [`auth`] and the [`store::Store`] trait; each
-//! storage backend implements that trait. Nothing depends on [`grpc`].
+//! storage backend implements that trait. With the `rest` feature, `rest` translates the
+//! AgileApps XML resources and JSON into the same core calls. Nothing depends on [`grpc`] but
+//! `rest`, which hands its JSON calls to the gRPC services in process.
 
 /// Secrets: password hashing on a bounded pool, session-token minting and hashing.
 pub mod auth;
@@ -20,6 +22,10 @@ pub mod domain;
 mod first_admin;
 /// The gRPC layer: generated code, services that translate to core calls, error mapping.
 pub mod grpc;
+/// The REST translation layer: AgileApps XML session resources, JSON for every gRPC call, and the
+/// OpenAPI document of the JSON routes; served on the gRPC port.
+#[cfg(feature = "rest")]
+pub mod rest;
 /// The one place where the store, the core, the gRPC services, health, reflection and shutdown are wired.
 pub mod startup;
 /// The `Store` trait, its records and errors, and one module per backend.

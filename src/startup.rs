@@ -185,12 +185,15 @@ impl Application {
             move |accepted| accepted.map(|tcp| deadline.connection(tcp))
         });
         let (drain, draining) = tokio::sync::oneshot::channel::<()>();
-        tracing::info!(address = %local_addr, "serving gRPC");
+        let routes = served_routes(identity, &config)?;
+        tracing::info!(address = %local_addr, rest = cfg!(feature = "rest"), "serving gRPC");
         let server = Server::builder()
+            // HTTP/1.1 for the REST layer; gRPC stays on HTTP/2.
+            .accept_http1(cfg!(feature = "rest"))
             .timeout(config.request_timeout)
             .layer(deadline.layer())
             .layer(grpc::DecodeErrorLayer::new(config.max_request_bytes))
-            .add_routes(grpc::routes(identity, config.max_request_bytes))
+            .add_routes(routes)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -236,6 +239,19 @@ impl Application {
         tracing::info!("stopped");
         result.context("serving gRPC")
     }
+}
+
+/// The identity services, and with the `rest` feature the REST routes beside them.
+fn served_routes(identity: Identity, config: &Config) -> anyhow::Result<tonic::service::Routes> {
+    #[cfg(feature = "rest")]
+    {
+        let grpc = grpc::routes(identity.clone(), config.max_request_bytes);
+        let cookies = crate::rest::CookieSettings::new(config.rest_cookie_name.clone(), config.rest_cookie_secure);
+        let rest = crate::rest::router(identity, grpc.clone(), cookies, config.max_request_bytes)?;
+        Ok(tonic::service::Routes::from(grpc.into_axum_router().merge(rest)))
+    }
+    #[cfg(not(feature = "rest"))]
+    Ok(grpc::routes(identity, config.max_request_bytes))
 }
 
 /// Reflection over our contract and the standard health and reflection services, so that

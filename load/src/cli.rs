@@ -42,6 +42,9 @@ pub enum Scenario {
     LoginToken,
     /// 90% validate, 8% whoami, 2% password logins.
     Mixed,
+    /// The REST layer's AgileApps `GET /networking/rest/user/isSessionValid` over the same pool of
+    /// sessions, each as a bearer token, on HTTP/1.1 keep-alive connections (one per caller).
+    RestValidate,
 }
 
 impl Scenario {
@@ -53,12 +56,16 @@ impl Scenario {
             Scenario::LoginPassword => "login-password",
             Scenario::LoginToken => "login-token",
             Scenario::Mixed => "mixed",
+            Scenario::RestValidate => "rest-validate",
         }
     }
 
     /// Whether the scenario needs a pool of live session tokens.
     pub fn needs_sessions(self) -> bool {
-        matches!(self, Scenario::Validate | Scenario::Whoami | Scenario::Mixed)
+        matches!(
+            self,
+            Scenario::Validate | Scenario::Whoami | Scenario::Mixed | Scenario::RestValidate
+        )
     }
 }
 

@@ -119,6 +119,7 @@ enum Call {
     Whoami,
     LoginPassword,
     LoginToken,
+    RestValidate,
 }
 
 impl Call {
@@ -130,6 +131,7 @@ impl Call {
             Scenario::Whoami => Call::Whoami,
             Scenario::LoginPassword => Call::LoginPassword,
             Scenario::LoginToken => Call::LoginToken,
+            Scenario::RestValidate => Call::RestValidate,
             Scenario::Mixed => match n % 100 {
                 0..90 => Call::Validate,
                 90..98 => Call::Whoami,
@@ -143,14 +145,49 @@ struct Clients {
     health: HealthClient<Channel>,
     login: LoginServiceClient<Channel>,
     sessions: SessionServiceClient<Channel>,
+    rest: Rest,
+}
+
+/// The REST layer of the same server, over HTTP/1.1.
+#[derive(Clone)]
+struct Rest {
+    http: reqwest::Client,
+    is_session_valid: Arc<str>,
+}
+
+impl Rest {
+    fn new(target: &str) -> anyhow::Result<Self> {
+        Ok(Rest {
+            http: reqwest::Client::builder().tcp_nodelay(true).build()?,
+            is_session_valid: format!("{}/networking/rest/user/isSessionValid", target.trim_end_matches('/')).into(),
+        })
+    }
+
+    /// Whether the server answers that `session` is valid; an error is the HTTP status.
+    async fn is_session_valid(&self, session: &str) -> Result<bool, tonic::Code> {
+        let response = self
+            .http
+            .get(&*self.is_session_valid)
+            .header("authorization", format!("Bearer {session}"))
+            .send()
+            .await
+            .map_err(|_| tonic::Code::Unavailable)?;
+        if !response.status().is_success() {
+            return Err(tonic::Code::Unknown);
+        }
+        let body = response.bytes().await.map_err(|_| tonic::Code::Unavailable)?;
+        let valid = b"<is_session_valid>true</is_session_valid>";
+        Ok(body.windows(valid.len()).any(|w| w == valid))
+    }
 }
 
 impl Clients {
-    fn new(channel: Channel) -> Self {
+    fn new(channel: Channel, rest: Rest) -> Self {
         Clients {
             health: HealthClient::new(channel.clone()),
             login: LoginServiceClient::new(channel.clone()),
             sessions: SessionServiceClient::new(channel),
+            rest,
         }
     }
 
@@ -187,6 +224,13 @@ impl Clients {
                     device_name: String::new(),
                 };
                 self.login.login(request).await.map(drop)
+            }
+            Call::RestValidate => {
+                return match self.rest.is_session_valid(&session()).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(tonic::Code::NotFound),
+                    Err(code) => Err(code),
+                };
             }
             Call::LoginToken => {
                 let token = prepared.access_token.clone().unwrap_or_default();
@@ -291,6 +335,7 @@ fn spawn_workers(
     scenario: Scenario,
     workers: usize,
     channels: &[Channel],
+    rest: &Rest,
     prepared: &Arc<Prepared>,
     user: &Arc<str>,
     measuring: &Arc<AtomicBool>,
@@ -299,7 +344,7 @@ fn spawn_workers(
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
     (0..workers)
         .map(|w| {
-            let mut clients = Clients::new(channels[w % channels.len()].clone());
+            let mut clients = Clients::new(channels[w % channels.len()].clone(), rest.clone());
             let (prepared, user, measuring, stop) = (prepared.clone(), user.clone(), measuring.clone(), stop.clone());
             let budget = budget.clone();
             tokio::spawn(async move {
@@ -350,6 +395,7 @@ async fn gather(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
 pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let channels = connect(&args.target, args.connections).await?;
     let prepared = Arc::new(prepare(&args, &channels[0]).await?);
+    let rest = Rest::new(&args.target)?;
     let revocation = PreparedRevocation::new(&args, &channels).await?;
     let user: Arc<str> = args.user.clone().into();
     let measuring = Arc::new(AtomicBool::new(false));
@@ -359,6 +405,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         args.scenario,
         args.concurrency.max(1),
         &channels,
+        &rest,
         &prepared,
         &user,
         &measuring,
@@ -369,6 +416,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         Scenario::LoginPassword,
         args.storm,
         &channels,
+        &rest,
         &prepared,
         &user,
         &measuring,

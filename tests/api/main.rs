@@ -25,6 +25,8 @@ mod login;
 mod names;
 mod passwords;
 mod races;
+#[cfg(feature = "rest")]
+mod rest;
 mod roles;
 mod service_account_sessions;
 mod sessions;
@@ -68,6 +70,8 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("user_sessions", user_sessions::tests()),
         ("impersonation", impersonation::tests()),
     ];
+    #[cfg(feature = "rest")]
+    modules.push(("rest", rest::tests()));
     match store {
         StoreKind::Postgres => {
             modules.push(("health", health::postgres_tests()));
