@@ -14,7 +14,7 @@ use super::authorization::{Impersonator, Need};
 use super::login::parse_credentials;
 use super::passwords::must_change_password;
 use super::session_details::session_details;
-use super::views::{SessionView, TenantView, UserView};
+use super::views::{SessionView, TenantRef, UserView};
 use super::{Caller, Error, Identity, LoginOutcome, Result};
 use crate::auth::SessionToken;
 use crate::domain::{AuditEvent, FieldViolation, Password, SessionKind, UserName};
@@ -32,7 +32,7 @@ struct RealUser {
 #[derive(Debug)]
 pub struct SwitchBackOutcome {
     pub user: UserView,
-    pub tenant: TenantView,
+    pub tenant: TenantRef,
     pub session: SessionView,
     /// The secret of a new session; `None` when the original session was resumed (its holder
     /// still has it).

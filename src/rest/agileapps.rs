@@ -19,7 +19,7 @@ use super::RestState;
 use super::credentials::{self, Source};
 use super::error::{XmlError, reason};
 use super::xml::{self, LoginDetails, LoginReply, Message, MessageReply, XmlRefusal};
-use crate::core::{Caller, Error, LoginOutcome, RequestMeta, SessionView, TenantView, UserView};
+use crate::core::{Caller, Error, LoginOutcome, RequestMeta, SessionView, TenantRef, UserView};
 
 type Answer = Result<Response, XmlError>;
 
@@ -350,7 +350,7 @@ fn keep_original(state: &RestState, headers: &HeaderMap, original: Option<&(Call
     }
 }
 
-fn details(user: &UserView, tenant: &TenantView, is_force_change_password: bool) -> LoginDetails {
+fn details(user: &UserView, tenant: &TenantRef, is_force_change_password: bool) -> LoginDetails {
     let profile = &user.profile;
     LoginDetails {
         user_id: user.user_id.to_string(),
