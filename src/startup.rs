@@ -89,6 +89,7 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
             failures: config.password_login_failures,
             window: config.password_login_failure_window,
         },
+        jwt: config.jwt()?,
     };
     Ok(Identity::new(store, hasher, clock, settings))
 }
