@@ -370,5 +370,15 @@ async fn signing_keys_are_sealed_at_rest_and_survive_a_restart(env: TestEnv) {
     app.restart().await;
     let again = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await;
     assert_eq!(kid(&again.session_jwt), *key_id, "the same key signs after a restart");
+
+    // Another key-encryption key cannot open the keys: the server does not start.
+    let mut config = app.config.clone();
+    config.key_encryption_key = Some("b3RoZXIga2V5cyBvcGVuIG5vdGhpbmcgaGVyZSwgbm8=".into());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let refused = identityd::startup::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{refused:#}").contains("key-encryption key"), "{refused:#}");
     app.finish().await;
 }
