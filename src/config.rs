@@ -5,8 +5,8 @@ use std::time::Duration;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::HashingSettings;
-use crate::core::SessionSettings;
+use crate::auth::{HashingSettings, KeyEncryptionKey};
+use crate::core::{JwtSettings, SessionSettings};
 use crate::telemetry::LogFormat;
 
 /// Everything `identityd serve` can be told, from flags or the environment.
@@ -68,6 +68,34 @@ pub struct Config {
     /// A proxy or customer-support session ends after this long without use.
     #[arg(long, env = "IDENTITYD_IMPERSONATION_IDLE_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
     pub impersonation_idle_timeout: Duration,
+
+    /// How long a session JWT is valid after it is issued (never past its session's end).
+    #[arg(long, env = "IDENTITYD_JWT_LIFETIME", default_value = "10m", value_parser = parse_duration)]
+    pub jwt_lifetime: Duration,
+
+    /// The `iss` claim of session JWTs.
+    #[arg(long, env = "IDENTITYD_JWT_ISSUER", default_value = "identityd")]
+    pub jwt_issuer: String,
+
+    /// The `aud` claim of session JWTs.
+    #[arg(long, env = "IDENTITYD_JWT_AUDIENCE", default_value = "identityd")]
+    pub jwt_audience: String,
+
+    /// How long each session-JWT signing key signs before the next one takes over.
+    #[arg(long, env = "IDENTITYD_JWT_KEY_ROTATION", default_value = "7d", value_parser = parse_duration)]
+    pub jwt_key_rotation: Duration,
+
+    /// How long before it signs a new key is published by GetJwks; verifiers must fetch the key
+    /// set at least this often. At least 5m, as instances read the keys again every minute.
+    #[arg(long, env = "IDENTITYD_JWT_KEY_PUBLISH_AHEAD", default_value = "1h", value_parser = parse_publish_ahead)]
+    pub jwt_key_publish_ahead: Duration,
+
+    /// The key that seals session-JWT signing keys in the database: 32 random bytes in base64
+    /// (`openssl rand -base64 32`). Unset: a key generated into the data directory on first start
+    /// (`key-encryption.key`), which suits one instance; instances sharing a database must be given
+    /// the same key.
+    #[arg(long, env = "IDENTITYD_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<SecretString>,
 
     /// argon2id memory per hash, KiB (at least OWASP's 19456 in production).
     #[arg(long, env = "IDENTITYD_ARGON2_MEMORY_KIB", default_value_t = 19456)]
@@ -199,6 +227,22 @@ impl Config {
         }
     }
 
+    /// Session-JWT settings, with the key-encryption key configured or the data directory's.
+    pub fn jwt(&self) -> anyhow::Result<JwtSettings> {
+        let key_encryption_key = match &self.key_encryption_key {
+            Some(key) => KeyEncryptionKey::parse(key.expose_secret())?,
+            None => KeyEncryptionKey::in_data_dir(&self.data_dir)?,
+        };
+        Ok(JwtSettings {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            lifetime: chrono::Duration::from_std(self.jwt_lifetime)?,
+            key_signing_period: chrono::Duration::from_std(self.jwt_key_rotation)?,
+            key_publish_ahead: chrono::Duration::from_std(self.jwt_key_publish_ahead)?,
+            key_encryption_key,
+        })
+    }
+
     pub fn hashing(&self) -> HashingSettings {
         let defaults = HashingSettings::default();
         HashingSettings {
@@ -229,6 +273,15 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     match parse_duration_or_zero(raw)? {
         Duration::ZERO => Err("a duration must be more than zero".into()),
         duration => Ok(duration),
+    }
+}
+
+/// As [`parse_duration`], at least five minutes: a signing key must be published long enough
+/// before it signs for every instance (they read the keys every minute) to know it.
+fn parse_publish_ahead(raw: &str) -> Result<Duration, String> {
+    match parse_duration(raw)? {
+        d if d < Duration::from_secs(300) => Err("publish keys at least 5m ahead".into()),
+        d => Ok(d),
     }
 }
 

@@ -89,6 +89,7 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
             failures: config.password_login_failures,
             window: config.password_login_failure_window,
         },
+        jwt: config.jwt()?,
     };
     Ok(Identity::new(store, hasher, clock, settings))
 }
@@ -103,6 +104,13 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         let identity = build_identity(&config, store, clock)?;
+        // Opens the signing key in force (making the first one on a new database), so that a
+        // key-encryption key other than the one the keys were sealed with stops the start here,
+        // not every login after it.
+        identity
+            .jwks()
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("loading the session-JWT signing keys"))?;
         first_admin::create_at_first_start(&identity, &config).await?;
         let listener = TcpListener::bind(config.listen)
             .await

@@ -25,6 +25,8 @@ pub enum Command {
     HashCeiling(HashCeilingArgs),
     /// Time from process start to SERVING, and resident memory once idle.
     Startup(StartupArgs),
+    /// Session JWTs verified offline per second, with only the JWKS, on every core.
+    JwtVerify(JwtVerifyArgs),
 }
 
 /// What a run sends.
@@ -184,6 +186,23 @@ pub struct StartupArgs {
     /// How long to leave it idle before reading its resident memory, e.g. 3s.
     #[arg(long, value_parser = parse_duration, default_value = "3s")]
     pub idle: Duration,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct JwtVerifyArgs {
+    /// The server, as an http:// URL: one login and one GetJwks, then no further calls.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    #[arg(long, env = "IDENTITYD_LOAD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// How long to verify, e.g. 10s.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Threads verifying at once (default: the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 /// The command line: subcommands and their arguments.
 pub mod cli;
+/// Offline session-JWT verification, beside ValidateSession.
+pub mod jwt;
 /// Measurements that need no load: the hashing ceiling, start-up time and idle memory.
 pub mod probes;
 /// Running a scenario against a server through the generated clients.
@@ -53,6 +55,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Startup(args) => {
             let startup = probes::startup(&args).await?;
             println!("{}", serde_json::to_string(&startup)?);
+        }
+        Command::JwtVerify(args) => {
+            let rate = jwt::jwt_verify(&args).await?;
+            println!("{}", serde_json::to_string(&rate)?);
         }
     }
     Ok(())

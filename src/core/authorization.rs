@@ -30,7 +30,8 @@
 //! - A proxy or customer-support session may not mint credentials or change what guards accounts:
 //!   no user access token created or rotated, no service-account session opened, no password
 //!   changed or set, no role granted or removed, and no impersonation from it (it does not nest) — `IMPERSONATION_NOT_ALLOWED`. A
-//!   stolen impersonation then cannot outlive its short lifetime, nor take an account over.
+//!   stolen impersonation then cannot outlive its short lifetime, nor take an account over. Nor may
+//!   it configure a tenant's identity provider, whose account linking could take accounts over.
 
 use uuid::Uuid;
 
@@ -88,6 +89,9 @@ pub(crate) enum Need<'a> {
     SetPasswordOf(&'a UserRecord),
     /// Grant or remove these roles: a caller who holds each of them.
     GrantRoles(Roles),
+    /// Configure how a tenant's users sign in (its identity provider): its administrators and
+    /// system administrators, not impersonated — a provider that links accounts can take them over.
+    ConfigureSignIn(Uuid),
 }
 
 impl Need<'_> {
@@ -107,6 +111,7 @@ impl Need<'_> {
                 | Self::GrantRoles(_)
                 | Self::MintOwnAccessToken
                 | Self::KeepForSwitchBack
+                | Self::ConfigureSignIn(_)
         )
     }
 
@@ -121,6 +126,7 @@ impl Need<'_> {
                 | Self::SetPasswordOf(_)
                 | Self::GrantRoles(_)
                 | Self::KeepForSwitchBack
+                | Self::ConfigureSignIn(_)
         )
     }
 
@@ -170,6 +176,7 @@ impl Caller {
                 self.administers(tenant_id, "tenant")
             }
             Need::ManageServiceAccountSessionsIn(tenant_id) => self.administers(tenant_id, "session"),
+            Need::ConfigureSignIn(tenant_id) => self.administers(tenant_id, "identity provider"),
             Need::ReadAllTenants | Need::ChangeAllTenants => {
                 if self.has(Role::SystemAdmin) {
                     Ok(())

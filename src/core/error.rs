@@ -9,6 +9,7 @@ pub mod reason {
     pub const MISSING_CREDENTIALS: &str = "MISSING_CREDENTIALS";
     pub const AMBIGUOUS_CREDENTIALS: &str = "AMBIGUOUS_CREDENTIALS";
     pub const SESSION_INVALID: &str = "SESSION_INVALID";
+    pub const JWT_INVALID: &str = "JWT_INVALID";
     pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
     pub const TOKEN_REVOKED: &str = "TOKEN_REVOKED";
     pub const TOKEN_LIMIT_REACHED: &str = "TOKEN_LIMIT_REACHED";
@@ -57,6 +58,10 @@ pub enum Error {
     /// malformed or its user's disabled (a user access token). UNAUTHENTICATED, `SESSION_INVALID`.
     #[error("the session is not valid: log in again")]
     SessionInvalid,
+    /// The JWT given is not a session JWT of this service: malformed, signed by a key not in the
+    /// JWKS, or with another issuer or audience. UNAUTHENTICATED, `JWT_INVALID`.
+    #[error("the JWT is not a session JWT of this service")]
+    JwtInvalid,
     /// The user access token is past its expiry. UNAUTHENTICATED, `TOKEN_EXPIRED`.
     #[error("the user access token has expired")]
     TokenExpired,
@@ -140,6 +145,7 @@ impl Error {
             Self::MissingCredentials | Self::MalformedCredentials => reason::MISSING_CREDENTIALS,
             Self::AmbiguousCredentials => reason::AMBIGUOUS_CREDENTIALS,
             Self::SessionInvalid => reason::SESSION_INVALID,
+            Self::JwtInvalid => reason::JWT_INVALID,
             Self::TokenExpired => reason::TOKEN_EXPIRED,
             Self::TokenRevoked => reason::TOKEN_REVOKED,
             Self::TokenLimitReached(_) => reason::TOKEN_LIMIT_REACHED,

@@ -14,6 +14,7 @@ use super::authorization::{Impersonator, Need};
 use super::login::parse_credentials;
 use super::passwords::must_change_password;
 use super::session_details::session_details;
+use super::session_jwt::SessionJwt;
 use super::views::{SessionView, TenantRef, UserView};
 use super::{Caller, Error, Identity, LoginOutcome, Result};
 use crate::auth::SessionToken;
@@ -38,6 +39,8 @@ pub struct SwitchBackOutcome {
     /// still has it).
     pub token: Option<SessionToken>,
     pub is_force_change_password: bool,
+    /// A JWT of the session answered; none while the password must be changed.
+    pub jwt: Option<SessionJwt>,
 }
 
 impl Identity {
@@ -159,6 +162,11 @@ impl Identity {
             })
             .collect();
         let fresh = if resumed { None } else { Some(&session) };
+        let is_force_change_password = must_change_password(session.kind, &real, tenant.password_expiry_days, now);
+        let jwt = match is_force_change_password {
+            true => None,
+            false => Some(self.issue_session_jwt(&session, now).await?),
+        };
         let _invalidate = self.invalidate_validations();
         if !self
             .store
@@ -172,13 +180,13 @@ impl Identity {
             self.last_use.touch(session.session_id, now);
         }
         tracing::info!(session_id = %session_id, back_to = %session.session_id, resumed, "switched back");
-        let is_force_change_password = must_change_password(session.kind, &real, tenant.password_expiry_days, now);
         Ok(SwitchBackOutcome {
             user: real.into(),
             tenant: tenant.into(),
             session: SessionView::new(session, now, true),
             token,
             is_force_change_password,
+            jwt,
         })
     }
 
@@ -332,6 +340,7 @@ impl Identity {
                     .insert("original_session_id".to_owned(), original.to_string());
             }
         }
+        let jwt = self.issue_session_jwt(&session, now).await?;
         self.store.start_impersonation(&session, &audits).await?;
         tracing::info!(
             impersonator = %real.user.user_id, user_id = %acting.user_id, tenant_id = %tenant.tenant_id,
@@ -343,6 +352,7 @@ impl Identity {
             session: SessionView::new(session, now, true),
             token,
             is_force_change_password: false,
+            jwt: Some(jwt),
         })
     }
 }

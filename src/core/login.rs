@@ -4,6 +4,7 @@ use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
 use super::passwords::must_change_password;
 use super::session_details::session_details;
+use super::session_jwt::SessionJwt;
 use super::views::{SessionView, TenantRef, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
@@ -22,6 +23,9 @@ pub struct LoginOutcome {
     /// The session was opened with a password that must be changed: it outlived the tenant's
     /// password-expiry policy, or an administrator set it. The session may only change it.
     pub is_force_change_password: bool,
+    /// A JWT of the new session, for services that verify offline; none while the password must
+    /// be changed, as the session may then do almost nothing.
+    pub jwt: Option<SessionJwt>,
 }
 
 /// A user about to get a session, with what the session and the login's answer need of their
@@ -149,15 +153,21 @@ impl Identity {
             audit = audit.detail("user_access_token_name", &token.name);
         }
         let audit = audit.build();
+        let is_force_change_password = must_change_password(kind, &user, password_expiry_days, now);
+        // Signed before the session is stored, so that a session is never opened without it.
+        let jwt = match is_force_change_password {
+            true => None,
+            false => Some(self.issue_session_jwt(&session, now).await?),
+        };
         self.store.insert_session(&session, &audit).await?;
         tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
-        let is_force_change_password = must_change_password(kind, &user, password_expiry_days, now);
         Ok(LoginOutcome {
             user: user.into(),
             tenant,
             session: SessionView::new(session, now, true),
             token,
             is_force_change_password,
+            jwt,
         })
     }
 

@@ -10,6 +10,7 @@ mod caller;
 pub mod error;
 mod failure_audit;
 mod failure_throttle;
+mod identity_providers;
 mod impersonation;
 mod last_use;
 mod liveness;
@@ -19,8 +20,10 @@ mod passwords;
 mod revocation_poll;
 mod service_account_sessions;
 mod session_details;
+mod session_jwt;
 mod session_sweep;
 mod sessions;
+mod signing_keys;
 mod user_sessions;
 mod validation_cache;
 mod views;
@@ -35,6 +38,7 @@ use crate::store::Store;
 use failure_throttle::FailureThrottle;
 use login_failures::{ClientAddress, TokenLoginFailures};
 use revocation_poll::RevocationPoll;
+use session_jwt::SessionJwts;
 
 pub use access_tokens::NewAccessToken;
 pub use admin::{NewTenant, NewUser, PasswordSettings, TenantPatch};
@@ -43,9 +47,11 @@ pub use bootstrap::BootstrapRequest;
 pub use caller::Caller;
 pub use error::{Error, Result};
 pub use failure_throttle::FailureLimit;
+pub use identity_providers::{IdentityProviderView, ProviderPatch};
 pub use impersonation::SwitchBackOutcome;
 pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
+pub use session_jwt::{JwksView, JwtSettings, PublicJwk, SessionJwt};
 pub use sessions::{Principal, SessionValidity};
 pub use validation_cache::ValidationCache;
 pub use views::{AccessTokenView, ServiceAccountView, SessionView, TenantRef, TenantView, UserView};
@@ -86,7 +92,7 @@ impl Default for SessionSettings {
 }
 
 /// The core's rules that configuration may change.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub sessions: SessionSettings,
     /// Most live (neither revoked nor expired) user access tokens a user may hold.
@@ -100,6 +106,8 @@ pub struct Settings {
     /// Failed password logins (and password changes) one client address may make within a window
     /// before its password logins are refused for a while.
     pub password_login_failures: FailureLimit,
+    /// Session JWTs and their signing keys.
+    pub jwt: JwtSettings,
 }
 
 impl Default for Settings {
@@ -116,6 +124,7 @@ impl Default for Settings {
                 failures: 20,
                 window: std::time::Duration::from_secs(60),
             },
+            jwt: JwtSettings::default(),
         }
     }
 }
@@ -136,6 +145,9 @@ pub struct Identity {
     token_login_failures: Arc<TokenLoginFailures>,
     /// Failed password logins per client address.
     password_login_failures: Arc<FailureThrottle<ClientAddress>>,
+    session_jwts: Arc<SessionJwts>,
+    /// Seals what the store keeps secret: signing keys, identity providers' client secrets.
+    key_encryption_key: crate::auth::KeyEncryptionKey,
 }
 
 impl Identity {
@@ -159,6 +171,8 @@ impl Identity {
                     + chrono::Duration::seconds(10),
             )),
             token_login_failures,
+            key_encryption_key: settings.jwt.key_encryption_key.clone(),
+            session_jwts: Arc::new(SessionJwts::new(settings.jwt)),
         }
     }
 

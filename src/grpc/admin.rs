@@ -2,6 +2,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, from_timestamp, password_expiry_from, roles_from, whole_seconds};
 use super::error::to_status;
+use super::identity_providers;
 use super::pb;
 use super::request::{authenticated, parse_id, parse_optional_id};
 use crate::core::{Error, Identity, NewTenant, NewUser, PasswordSettings, TenantPatch};
@@ -455,6 +456,106 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 audit_events: events.into_iter().map(convert::audit_event).collect(),
                 next_page_token: next_token(next),
             })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn create_identity_provider(
+        &self,
+        request: Request<pb::CreateIdentityProviderRequest>,
+    ) -> Result<Response<pb::CreateIdentityProviderResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let p = req
+                .identity_provider
+                .ok_or_else(|| Error::invalid("identity_provider", "is required"))?;
+            let tenant_id = parse_id("identity_provider.tenant_id", &p.tenant_id)?;
+            let patch = identity_providers::patch(&p, &identity_providers::MASK_PATHS)?;
+            let created = self
+                .identity
+                .create_identity_provider(&caller, tenant_id, patch, &meta)
+                .await?;
+            Ok(pb::CreateIdentityProviderResponse {
+                identity_provider: Some(identity_providers::identity_provider(created)),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn get_identity_provider(
+        &self,
+        request: Request<pb::GetIdentityProviderRequest>,
+    ) -> Result<Response<pb::GetIdentityProviderResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
+            let provider = self.identity.get_identity_provider(&caller, tenant_id).await?;
+            Ok(pb::GetIdentityProviderResponse {
+                identity_provider: Some(identity_providers::identity_provider(provider)),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_identity_providers(
+        &self,
+        request: Request<pb::ListIdentityProvidersRequest>,
+    ) -> Result<Response<pb::ListIdentityProvidersResponse>, Status> {
+        let result = async {
+            let (caller, _, req) = authenticated(&self.identity, request).await?;
+            let page = PageRequest::parse(req.page_size, &req.page_token)?;
+            let (providers, next) = self.identity.list_identity_providers(&caller, page).await?;
+            Ok(pb::ListIdentityProvidersResponse {
+                identity_providers: providers
+                    .into_iter()
+                    .map(identity_providers::identity_provider)
+                    .collect(),
+                next_page_token: next_token(next),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn update_identity_provider(
+        &self,
+        request: Request<pb::UpdateIdentityProviderRequest>,
+    ) -> Result<Response<pb::UpdateIdentityProviderResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let p = req
+                .identity_provider
+                .ok_or_else(|| Error::invalid("identity_provider", "is required"))?;
+            let tenant_id = parse_id("identity_provider.tenant_id", &p.tenant_id)?;
+            let paths = mask_paths(req.update_mask, &identity_providers::MASK_PATHS)?;
+            let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let patch = identity_providers::patch(&p, &paths)?;
+            let updated = self
+                .identity
+                .update_identity_provider(&caller, tenant_id, patch, &meta)
+                .await?;
+            Ok(pb::UpdateIdentityProviderResponse {
+                identity_provider: Some(identity_providers::identity_provider(updated)),
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn delete_identity_provider(
+        &self,
+        request: Request<pb::DeleteIdentityProviderRequest>,
+    ) -> Result<Response<pb::DeleteIdentityProviderResponse>, Status> {
+        let result = async {
+            let (caller, meta, req) = authenticated(&self.identity, request).await?;
+            let tenant_id = parse_id("tenant_id", &req.tenant_id)?;
+            self.identity
+                .delete_identity_provider(&caller, tenant_id, &meta)
+                .await?;
+            Ok(pb::DeleteIdentityProviderResponse {})
         }
         .await;
         result.map(Response::new).map_err(to_status)

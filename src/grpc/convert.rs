@@ -198,7 +198,7 @@ pub fn audit_event(a: AuditEvent) -> pb::AuditEvent {
     }
 }
 
-/// The six fields every login response carries, in the order of the contract.
+/// The seven fields every login response carries, in the order of the contract.
 pub struct LoginFields {
     pub user: Option<pb::User>,
     pub organization_id: String,
@@ -206,6 +206,7 @@ pub struct LoginFields {
     pub session: Option<pb::Session>,
     pub session_token: String,
     pub is_force_change_password: bool,
+    pub session_jwt: String,
 }
 
 pub fn login_fields(o: LoginOutcome) -> LoginFields {
@@ -214,12 +215,13 @@ pub fn login_fields(o: LoginOutcome) -> LoginFields {
         organization_name: o.tenant.name,
         session_token: o.token.expose().to_owned(),
         is_force_change_password: o.is_force_change_password,
+        session_jwt: o.jwt.map(|jwt| jwt.token).unwrap_or_default(),
         session: Some(session(o.session)),
         user: Some(user(o.user)),
     }
 }
 
-/// Builds any of the login responses (they share their six fields) from a login outcome.
+/// Builds any of the login responses (they share their seven fields) from a login outcome.
 macro_rules! login_response {
     ($response:ident, $outcome:expr) => {{
         let f = $crate::grpc::convert::login_fields($outcome);
@@ -230,6 +232,7 @@ macro_rules! login_response {
             session: f.session,
             session_token: f.session_token,
             is_force_change_password: f.is_force_change_password,
+            session_jwt: f.session_jwt,
         }
     }};
 }

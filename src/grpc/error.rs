@@ -38,6 +38,7 @@ pub fn to_status(error: Error) -> Status {
         | Error::MalformedCredentials
         | Error::AmbiguousCredentials
         | Error::SessionInvalid
+        | Error::JwtInvalid
         | Error::TokenExpired
         | Error::TokenRevoked => Code::Unauthenticated,
         Error::TokenLimitReached(_) => Code::ResourceExhausted,

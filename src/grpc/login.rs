@@ -60,12 +60,19 @@ impl pb::login_service_server::LoginService for LoginApi {
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
         let result = async {
-            if request.get_ref().session_id.is_empty() && !request.get_ref().jwt_token.is_empty() {
-                return Err(Error::Unimplemented("logout by JWT"));
-            }
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
-            let session_id = parse_optional_id("session_id", &req.session_id)?;
-            self.identity.logout(&caller, session_id, &meta).await?;
+            if !req.jwt_token.is_empty() {
+                if !req.session_id.is_empty() {
+                    return Err(Error::invalid(
+                        "jwt_token",
+                        "give either a session_id or a jwt_token, not both",
+                    ));
+                }
+                self.identity.logout_by_jwt(&caller, &req.jwt_token, &meta).await?;
+            } else {
+                let session_id = parse_optional_id("session_id", &req.session_id)?;
+                self.identity.logout(&caller, session_id, &meta).await?;
+            }
             // Only SSO sessions have an identity provider to send the browser to.
             Ok(pb::LogoutResponse {
                 redirect_url: String::new(),
@@ -134,6 +141,7 @@ impl pb::login_service_server::LoginService for LoginApi {
                 resumed_original_session: back.token.is_none(),
                 session_token: back.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
                 is_force_change_password: back.is_force_change_password,
+                session_jwt: back.jwt.map(|jwt| jwt.token).unwrap_or_default(),
             })
         }
         .await;

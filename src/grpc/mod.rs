@@ -7,6 +7,7 @@ mod convert;
 mod decode_errors;
 mod drain;
 pub mod error;
+mod identity_providers;
 mod login;
 mod request;
 mod session;

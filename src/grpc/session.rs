@@ -205,4 +205,42 @@ impl pb::session_service_server::SessionService for SessionApi {
         .await;
         result.map(Response::new).map_err(to_status)
     }
+
+    async fn get_jwks(&self, _: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let jwks = self.identity.jwks().await.map_err(to_status)?;
+        Ok(Response::new(pb::GetJwksResponse {
+            jwks_json: jwks.to_json(),
+            keys: jwks
+                .keys
+                .into_iter()
+                .map(|k| pb::Jwk {
+                    kid: k.key_id,
+                    kty: "EC".into(),
+                    crv: "P-256".into(),
+                    x: k.x,
+                    y: k.y,
+                    r#use: "sig".into(),
+                    alg: "ES256".into(),
+                })
+                .collect(),
+            issuer: jwks.issuer,
+            audience: jwks.audience,
+        }))
+    }
+
+    async fn refresh_session_jwt(
+        &self,
+        request: Request<pb::RefreshSessionJwtRequest>,
+    ) -> Result<Response<pb::RefreshSessionJwtResponse>, Status> {
+        let result = async {
+            let (caller, _, _) = authenticated(&self.identity, request).await?;
+            let jwt = self.identity.refresh_session_jwt(&caller).await?;
+            Ok(pb::RefreshSessionJwtResponse {
+                expire_time: Some(timestamp(jwt.expire_time)),
+                session_jwt: jwt.token,
+            })
+        }
+        .await;
+        result.map(Response::new).map_err(to_status)
+    }
 }

@@ -243,7 +243,7 @@ fn refusal_with(state: &RestState, http: StatusCode, code: Code, reason: &str, m
 }
 
 /// A status as `google.rpc.Status` JSON, with its details.
-fn status_response(state: &RestState, status: &Status) -> Response {
+pub(super) fn status_response(state: &RestState, status: &Status) -> Response {
     let http = http_status(status.code(), StatusCode::BAD_REQUEST);
     let decoded = state
         .json

@@ -4,12 +4,14 @@
 //! `/networking/rest/` (XML bodies, the session in a cookie or a bearer header) call the core
 //! directly, as the gRPC services do; `/json/<service>/<method>` takes any RPC's request in the
 //! protobuf JSON mapping and hands it, in process, to the very gRPC service that answers it, so
-//! that no rule and no field is written twice. `/openapi.json` describes the JSON routes.
+//! that no rule and no field is written twice. `/openapi.json` describes the JSON routes, and
+//! `/.well-known/jwks.json` serves the session-JWT keys.
 
 mod agileapps;
 mod credentials;
 mod error;
 mod json;
+mod jwks;
 mod logging;
 mod openapi;
 mod xml;
@@ -73,7 +75,8 @@ pub fn router(
         .route("/networking/rest/{*rest}", any(agileapps::not_found));
     let router = Router::new()
         .merge(agileapps.with_state(state.clone()))
-        .route("/json/{service}/{method}", post(json::call).with_state(state))
+        .route("/json/{service}/{method}", post(json::call).with_state(state.clone()))
+        .route("/.well-known/jwks.json", get(jwks::jwks).with_state(state))
         .route(
             "/openapi.json",
             get(move || {

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::StoreResult;
 use super::records::{
-    AccessTokenLookup, AccessTokenRecord, ServiceAccountRecord, SessionLookup, SessionRecord, TenantRecord, UserRecord,
-    UserSigningIn,
+    AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, ServiceAccountRecord, SessionLookup, SessionRecord,
+    SigningKeyRecord, TenantRecord, UserRecord, UserSigningIn,
 };
 use super::time::StoredTime;
 use crate::domain::AuditEvent;
@@ -52,6 +52,7 @@ pub trait Dialect:
     + for<'a> Binds<'a, bool>
     + for<'a> Binds<'a, Option<bool>>
     + for<'a> Binds<'a, &'a [u8]>
+    + for<'a> Binds<'a, Option<&'a [u8]>>
     + for<'a> Binds<'a, StoredTime>
     + for<'a> Binds<'a, Option<StoredTime>>
     + Reads<TenantRecord>
@@ -62,6 +63,8 @@ pub trait Dialect:
     + Reads<AccessTokenRecord>
     + Reads<AccessTokenLookup>
     + Reads<ServiceAccountRecord>
+    + Reads<SigningKeyRecord>
+    + Reads<IdentityProviderRecord>
     + Reads<AuditEvent>
     + Reads<(i64,)>
     + Reads<(i32,)>

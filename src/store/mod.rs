@@ -19,9 +19,9 @@ use uuid::Uuid;
 pub use dialect::{Dialect, LastUseOf};
 pub use error::StoreError;
 pub use records::{
-    AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionDetails,
-    SessionLookup, SessionRecord, SessionsOf, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard,
-    UserRecord, UserSigningIn, UserWrite,
+    AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, PasswordChange, PasswordRehash, ServiceAccountRecord,
+    SessionDetails, SessionLookup, SessionRecord, SessionsOf, SigningKeyRecord, TenantChanges, TenantRecord,
+    TokenChanges, TokenRotation, UserGuard, UserRecord, UserSigningIn, UserWrite,
 };
 pub use sql::SqlStore;
 
@@ -199,6 +199,31 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_access_token(&self, token_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
     /// One indexed lookup by secret hash, joined with the token's user and tenant.
     async fn lookup_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenLookup>>;
+
+    /// Every session-JWT signing key, oldest activation first.
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Adds a signing key. A key with the same activation time already there is a unique
+    /// violation: another instance made it first.
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: &AuditEvent) -> StoreResult<()>;
+    /// Deletes the signing keys whose remove_time is at or before `now`; returns how many.
+    async fn delete_removed_signing_keys(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Adds a tenant's identity provider; one already there is a unique violation.
+    async fn insert_identity_provider(&self, provider: &IdentityProviderRecord, audit: &AuditEvent) -> StoreResult<()>;
+    async fn get_identity_provider(&self, tenant_id: Uuid) -> StoreResult<Option<IdentityProviderRecord>>;
+    /// Identity providers in tenant-id order.
+    async fn list_identity_providers(&self, page: PageRequest) -> StoreResult<Vec<IdentityProviderRecord>>;
+    /// Replaces a tenant's identity provider's settings with `provider`'s, keeping its create
+    /// time, only while its update time is still `read_at` (so that two concurrent updates cannot
+    /// both win); `None` when it is gone or was changed meanwhile.
+    async fn update_identity_provider(
+        &self,
+        provider: &IdentityProviderRecord,
+        read_at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<IdentityProviderRecord>>;
+    /// Deletes a tenant's identity provider; returns false when it had none.
+    async fn delete_identity_provider(&self, tenant_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
 
     async fn insert_audit(&self, audit: &AuditEvent) -> StoreResult<()>;
     async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditEvent>>;

@@ -391,3 +391,50 @@ pub struct ServiceAccountRecord {
     #[sqlx(try_from = "StoredTime")]
     pub create_time: DateTime<Utc>,
 }
+
+/// A session-JWT signing key row. The private key is sealed: the store never sees it in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SigningKeyRecord {
+    /// The JWK `kid`.
+    pub key_id: String,
+    /// The PKCS#8 private key, sealed under the key-encryption key with the key id as context.
+    pub private_key_sealed: Vec<u8>,
+    /// The public point's JWK coordinates (base64url).
+    pub public_x: String,
+    pub public_y: String,
+    /// Published from this time on.
+    #[sqlx(try_from = "StoredTime")]
+    pub create_time: DateTime<Utc>,
+    /// Signs from this time…
+    #[sqlx(try_from = "StoredTime")]
+    pub activate_time: DateTime<Utc>,
+    /// …until this one.
+    #[sqlx(try_from = "StoredTime")]
+    pub retire_time: DateTime<Utc>,
+    /// Published until this time, then deleted.
+    #[sqlx(try_from = "StoredTime")]
+    pub remove_time: DateTime<Utc>,
+}
+
+/// A tenant's OpenID Connect identity provider row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IdentityProviderRecord {
+    pub tenant_id: Uuid,
+    pub issuer_url: String,
+    pub client_id: String,
+    /// Sealed under the key-encryption key with the tenant id as context; `None` for a public
+    /// client.
+    pub client_secret_sealed: Option<Vec<u8>>,
+    /// Space-separated.
+    pub scopes: String,
+    /// A JSON array of URIs.
+    pub redirect_uris: String,
+    pub link_by_verified_email: bool,
+    pub create_users: bool,
+    pub default_roles: i32,
+    pub post_logout_redirect_uri: String,
+    #[sqlx(try_from = "StoredTime")]
+    pub create_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredTime")]
+    pub update_time: DateTime<Utc>,
+}

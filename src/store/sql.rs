@@ -12,9 +12,9 @@ use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
 use super::sqlite::DatabaseFile;
 use super::time::{StoredTime, stored};
 use super::{
-    AccessTokenLookup, AccessTokenRecord, PasswordChange, PasswordRehash, ServiceAccountRecord, SessionLookup,
-    SessionRecord, SessionsOf, Store, StoreError, StoreResult, TenantChanges, TenantRecord, TokenChanges,
-    TokenRotation, UserGuard, UserRecord, UserSigningIn, UserWrite,
+    AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, PasswordChange, PasswordRehash, ServiceAccountRecord,
+    SessionLookup, SessionRecord, SessionsOf, SigningKeyRecord, Store, StoreError, StoreResult, TenantChanges,
+    TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord, UserSigningIn, UserWrite,
 };
 use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
 
@@ -1054,6 +1054,131 @@ where
                    JOIN users u ON u.user_id = t.user_id JOIN tenants ut ON ut.tenant_id = u.tenant_id \
                    WHERE t.token_hash = $1";
         self.find(sql, token_hash).await
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY activate_time, key_id")
+            .fetch_all(&self.reader)
+            .await?;
+        Self::all(rows)
+    }
+
+    async fn insert_signing_key(&self, k: &SigningKeyRecord, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (key_id, private_key_sealed, public_x, public_y, create_time, activate_time, \
+             retire_time, remove_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .arg(k.key_id.as_str())
+        .arg(k.private_key_sealed.as_slice())
+        .arg(k.public_x.as_str())
+        .arg(k.public_y.as_str())
+        .arg(StoredTime(k.create_time))
+        .arg(StoredTime(k.activate_time))
+        .arg(StoredTime(k.retire_time))
+        .arg(StoredTime(k.remove_time))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("activate_time"))?;
+        Self::commit(tx, audit).await
+    }
+
+    async fn delete_removed_signing_keys(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM signing_keys WHERE remove_time <= $1")
+            .arg(StoredTime(now))
+            .execute(&self.writer)
+            .await?;
+        Ok(DB::rows_affected(&result))
+    }
+
+    async fn insert_identity_provider(&self, p: &IdentityProviderRecord, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO identity_providers (tenant_id, issuer_url, client_id, client_secret_sealed, scopes, \
+             redirect_uris, link_by_verified_email, create_users, default_roles, post_logout_redirect_uri, \
+             create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .arg(p.tenant_id)
+        .arg(p.issuer_url.as_str())
+        .arg(p.client_id.as_str())
+        .arg(p.client_secret_sealed.as_deref())
+        .arg(p.scopes.as_str())
+        .arg(p.redirect_uris.as_str())
+        .arg(p.link_by_verified_email)
+        .arg(p.create_users)
+        .arg(p.default_roles)
+        .arg(p.post_logout_redirect_uri.as_str())
+        .arg(StoredTime(p.create_time))
+        .arg(StoredTime(p.update_time))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("tenant_id"))?;
+        Self::commit(tx, audit).await
+    }
+
+    async fn get_identity_provider(&self, tenant_id: Uuid) -> StoreResult<Option<IdentityProviderRecord>> {
+        let row = sqlx::query("SELECT * FROM identity_providers WHERE tenant_id = $1")
+            .arg(tenant_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Self::optional(row)
+    }
+
+    async fn list_identity_providers(&self, page: PageRequest) -> StoreResult<Vec<IdentityProviderRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM identity_providers WHERE ($1 IS NULL OR tenant_id > $1) ORDER BY tenant_id LIMIT $2",
+        )
+        .arg(page.after.map(|t| t.0))
+        .arg(page.fetch_limit())
+        .fetch_all(&self.reader)
+        .await?;
+        Self::all(rows)
+    }
+
+    async fn update_identity_provider(
+        &self,
+        p: &IdentityProviderRecord,
+        read_at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<IdentityProviderRecord>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE identity_providers SET issuer_url = $2, client_id = $3, client_secret_sealed = $4, scopes = $5, \
+             redirect_uris = $6, link_by_verified_email = $7, create_users = $8, default_roles = $9, \
+             post_logout_redirect_uri = $10, update_time = $11 WHERE tenant_id = $1 AND update_time = $12 RETURNING *",
+        )
+        .arg(p.tenant_id)
+        .arg(p.issuer_url.as_str())
+        .arg(p.client_id.as_str())
+        .arg(p.client_secret_sealed.as_deref())
+        .arg(p.scopes.as_str())
+        .arg(p.redirect_uris.as_str())
+        .arg(p.link_by_verified_email)
+        .arg(p.create_users)
+        .arg(p.default_roles)
+        .arg(p.post_logout_redirect_uri.as_str())
+        .arg(StoredTime(audit.time))
+        .arg(StoredTime(read_at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(updated) = Self::optional::<IdentityProviderRecord>(row)? else {
+            return Ok(None);
+        };
+        Self::commit(tx, audit).await?;
+        Ok(Some(updated))
+    }
+
+    async fn delete_identity_provider(&self, tenant_id: Uuid, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let result = sqlx::query("DELETE FROM identity_providers WHERE tenant_id = $1")
+            .arg(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&result) == 0 {
+            return Ok(false);
+        }
+        Self::commit(tx, audit).await?;
+        Ok(true)
     }
 
     async fn insert_audit(&self, audit: &AuditEvent) -> StoreResult<()> {

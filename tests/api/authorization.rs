@@ -110,6 +110,8 @@ enum Rpc {
     ListMySessions,
     RevokeMySession,
     RevokeMyOtherSessions,
+    GetJwks,
+    RefreshSessionJwt,
     CreateUserAccessToken,
     GetUserAccessToken,
     ListUserAccessTokens,
@@ -134,9 +136,14 @@ enum Rpc {
     ListUserSessions,
     RevokeUserSessions,
     ListAuditEvents,
+    CreateIdentityProvider,
+    GetIdentityProvider,
+    ListIdentityProviders,
+    UpdateIdentityProvider,
+    DeleteIdentityProvider,
 }
 
-const ROWS: [Rpc; 42] = [
+const ROWS: [Rpc; 49] = [
     Rpc::Login,
     Rpc::StartSso,
     Rpc::LoginSso,
@@ -155,6 +162,8 @@ const ROWS: [Rpc; 42] = [
     Rpc::ListMySessions,
     Rpc::RevokeMySession,
     Rpc::RevokeMyOtherSessions,
+    Rpc::GetJwks,
+    Rpc::RefreshSessionJwt,
     Rpc::CreateUserAccessToken,
     Rpc::GetUserAccessToken,
     Rpc::ListUserAccessTokens,
@@ -179,6 +188,11 @@ const ROWS: [Rpc; 42] = [
     Rpc::ListUserSessions,
     Rpc::RevokeUserSessions,
     Rpc::ListAuditEvents,
+    Rpc::CreateIdentityProvider,
+    Rpc::GetIdentityProvider,
+    Rpc::ListIdentityProviders,
+    Rpc::UpdateIdentityProvider,
+    Rpc::DeleteIdentityProvider,
 ];
 
 /// What a row's calls can be about.
@@ -213,6 +227,8 @@ impl Rpc {
             ListMySessions => "identity.v1.SessionService/ListMySessions",
             RevokeMySession => "identity.v1.SessionService/RevokeMySession",
             RevokeMyOtherSessions => "identity.v1.SessionService/RevokeMyOtherSessions",
+            GetJwks => "identity.v1.SessionService/GetJwks",
+            RefreshSessionJwt => "identity.v1.SessionService/RefreshSessionJwt",
             CreateUserAccessToken => "identity.v1.AccessTokenService/CreateUserAccessToken",
             GetUserAccessToken => "identity.v1.AccessTokenService/GetUserAccessToken",
             ListUserAccessTokens => "identity.v1.AccessTokenService/ListUserAccessTokens",
@@ -237,6 +253,11 @@ impl Rpc {
             ListUserSessions => "identity.v1.AdminService/ListUserSessions",
             RevokeUserSessions => "identity.v1.AdminService/RevokeUserSessions",
             ListAuditEvents => "identity.v1.AdminService/ListAuditEvents",
+            CreateIdentityProvider => "identity.v1.AdminService/CreateIdentityProvider",
+            GetIdentityProvider => "identity.v1.AdminService/GetIdentityProvider",
+            ListIdentityProviders => "identity.v1.AdminService/ListIdentityProviders",
+            UpdateIdentityProvider => "identity.v1.AdminService/UpdateIdentityProvider",
+            DeleteIdentityProvider => "identity.v1.AdminService/DeleteIdentityProvider",
         }
     }
 
@@ -267,7 +288,11 @@ impl Rpc {
             | CreateServiceAccount
             | ListServiceAccounts
             | ListAuditEvents
-            | LoginAsCustomerSupport => Targets::Tenants,
+            | LoginAsCustomerSupport
+            | CreateIdentityProvider
+            | GetIdentityProvider
+            | UpdateIdentityProvider
+            | DeleteIdentityProvider => Targets::Tenants,
             _ => Targets::Own,
         }
     }
@@ -303,7 +328,10 @@ impl Rpc {
             })
         };
         match self {
-            Login | ValidateSession | GetCurrentUser | ListMySessions => OK,
+            Login | ValidateSession | GetCurrentUser | ListMySessions | GetJwks => OK,
+            // A JWT of the session the call comes through; a token as the bearer has none.
+            RefreshSessionJwt if c.via == Via::TokenBearer => Err((Code::FailedPrecondition, "FAILED_PRECONDITION")),
+            RefreshSessionJwt => OK,
             StartSso | LoginSso => UNIMPLEMENTED,
             // Service-account sessions, in the caller's tenant or (by session id) another's. A new
             // one is a credential, which a proxy session may not mint.
@@ -359,6 +387,16 @@ impl Rpc {
                 }
             }
             RevokeUserSessions => change(acts_on),
+            // A provider that links accounts can take them over: the real administrator only.
+            CreateIdentityProvider | UpdateIdentityProvider | DeleteIdentityProvider => real_user_only(administers),
+            GetIdentityProvider => administers,
+            ListIdentityProviders => {
+                if c.rank == Rank::SystemAdmin {
+                    OK
+                } else {
+                    DENIED
+                }
+            }
         }
     }
 
@@ -367,7 +405,7 @@ impl Rpc {
     fn sends_bearer(self) -> bool {
         use Rpc::*;
         match self {
-            Login | StartSso | LoginSso | ValidateSession => false,
+            Login | StartSso | LoginSso | ValidateSession | GetJwks => false,
             // The bearer is optional: the session to keep for switching back.
             LoginAsCustomerSupport
             | ProxyLogin
@@ -383,6 +421,7 @@ impl Rpc {
             | ListMySessions
             | RevokeMySession
             | RevokeMyOtherSessions
+            | RefreshSessionJwt
             | CreateUserAccessToken
             | GetUserAccessToken
             | ListUserAccessTokens
@@ -406,7 +445,12 @@ impl Rpc {
             | ListServiceAccounts
             | ListUserSessions
             | RevokeUserSessions
-            | ListAuditEvents => true,
+            | ListAuditEvents
+            | CreateIdentityProvider
+            | GetIdentityProvider
+            | ListIdentityProviders
+            | UpdateIdentityProvider
+            | DeleteIdentityProvider => true,
         }
     }
 
@@ -524,6 +568,19 @@ impl World<'_> {
     /// An expiration_date a week from the server's now.
     fn next_week(&self) -> String {
         (self.app.clock_now() + chrono::Duration::days(7)).to_rfc3339()
+    }
+
+    /// Sets up an identity provider in the target's tenant, as the bootstrap administrator.
+    async fn identity_provider(&self, target: Target) {
+        let request = pb::CreateIdentityProviderRequest {
+            identity_provider: Some(identity_provider(self.tenant_id(target))),
+        };
+        self.app
+            .admin
+            .clone()
+            .create_identity_provider(bearer(request, &self.app.admin_token))
+            .await
+            .expect("set up an identity provider");
     }
 
     /// The user name to send for a target (empty: the caller) and the name of their token.
@@ -707,6 +764,11 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
         GetCurrentUser => {
             let request = bearer(pb::GetCurrentUserRequest {}, b);
             app.sessions.clone().get_current_user(request).await.map(ok)
+        }
+        GetJwks => app.sessions.clone().get_jwks(pb::GetJwksRequest {}).await.map(ok),
+        RefreshSessionJwt => {
+            let request = bearer(pb::RefreshSessionJwtRequest {}, b);
+            app.sessions.clone().refresh_session_jwt(request).await.map(ok)
         }
         CreateSession => {
             w.service_account(target).await;
@@ -948,6 +1010,74 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
             };
             app.admin.clone().list_audit_events(bearer(request, b)).await.map(ok)
         }
+        CreateIdentityProvider => {
+            let request = pb::CreateIdentityProviderRequest {
+                identity_provider: Some(identity_provider(w.tenant_id(target))),
+            };
+            app.admin
+                .clone()
+                .create_identity_provider(bearer(request, b))
+                .await
+                .map(ok)
+        }
+        GetIdentityProvider => {
+            w.identity_provider(target).await;
+            let request = pb::GetIdentityProviderRequest {
+                tenant_id: w.tenant_id(target),
+            };
+            app.admin
+                .clone()
+                .get_identity_provider(bearer(request, b))
+                .await
+                .map(ok)
+        }
+        ListIdentityProviders => {
+            let request = pb::ListIdentityProvidersRequest::default();
+            app.admin
+                .clone()
+                .list_identity_providers(bearer(request, b))
+                .await
+                .map(ok)
+        }
+        UpdateIdentityProvider => {
+            w.identity_provider(target).await;
+            let request = pb::UpdateIdentityProviderRequest {
+                identity_provider: Some(pb::IdentityProvider {
+                    client_id: "another-client".into(),
+                    ..identity_provider(w.tenant_id(target))
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["client_id".into()],
+                }),
+            };
+            app.admin
+                .clone()
+                .update_identity_provider(bearer(request, b))
+                .await
+                .map(ok)
+        }
+        DeleteIdentityProvider => {
+            w.identity_provider(target).await;
+            let request = pb::DeleteIdentityProviderRequest {
+                tenant_id: w.tenant_id(target),
+            };
+            app.admin
+                .clone()
+                .delete_identity_provider(bearer(request, b))
+                .await
+                .map(ok)
+        }
+    }
+}
+
+/// A provider the matrix sets up in a tenant.
+fn identity_provider(tenant_id: String) -> pb::IdentityProvider {
+    pb::IdentityProvider {
+        tenant_id,
+        issuer_url: "https://idp.example.com".into(),
+        client_id: "identityd".into(),
+        allowed_redirect_uris: vec!["https://app.example.com/sso".into()],
+        ..Default::default()
     }
 }
 

@@ -20,6 +20,7 @@ mod concurrency;
 mod errors;
 mod failed_logins;
 mod health;
+mod identity_providers;
 mod impersonation;
 mod login;
 mod names;
@@ -29,6 +30,7 @@ mod races;
 mod rest;
 mod roles;
 mod service_account_sessions;
+mod session_jwts;
 mod sessions;
 mod shutdown;
 mod startup;
@@ -55,6 +57,8 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("health", health::tests()),
         ("login", login::tests()),
         ("sessions", sessions::tests()),
+        ("session_jwts", session_jwts::tests()),
+        ("identity_providers", identity_providers::tests()),
         ("admin", admin::tests()),
         ("access_tokens", access_tokens::tests()),
         ("authorization", authorization::tests()),

@@ -635,6 +635,11 @@ async fn no_password_reaches_a_table_or_a_log_line(env: TestEnv) {
     app.stop().await;
     let mut server = Command::new(env!("CARGO_BIN_EXE_identityd"))
         .env("DATABASE_URL", &app.db.url)
+        // The key the test server sealed the session-JWT signing keys with.
+        .env(
+            "IDENTITYD_KEY_ENCRYPTION_KEY",
+            crate::support::app::TEST_KEY_ENCRYPTION_KEY,
+        )
         .env("IDENTITYD_LISTEN", "127.0.0.1:0")
         .env("IDENTITYD_ARGON2_MEMORY_KIB", "64")
         .env("IDENTITYD_ARGON2_ITERATIONS", "1")

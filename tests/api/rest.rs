@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         missing_and_garbage_credentials,
         cookie_changes_need_more_than_a_cross_site_form_can_send,
         the_openapi_document_lists_every_call_and_validates,
+        the_jwks_is_served_over_http_and_verifies_a_login_jwt,
     ]
 }
 
@@ -815,5 +816,45 @@ async fn the_openapi_document_lists_every_call_and_validates(env: TestEnv) {
         .sum();
     assert_eq!(paths.len(), rpcs, "one path per RPC");
     crate::support::rest::validate_openapi(&document.to_string());
+    app.finish().await;
+}
+
+/// A verifier that knows only the URL: it fetches `/.well-known/jwks.json` and checks a login's
+/// session JWT with a generic JOSE library.
+async fn the_jwks_is_served_over_http_and_verifies_a_login_jwt(env: TestEnv) {
+    let app = TestApp::spawn(&env).await;
+    let rest = Rest::new(&app);
+    let (status, login) = rest
+        .json(
+            "identity.v1.LoginService/Login",
+            json!({ "userName": ADMIN_USER, "password": ADMIN_PASSWORD }),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let jwt = login["sessionJwt"].as_str().expect("sessionJwt");
+    let (_, keys) = rest.json("identity.v1.SessionService/GetJwks", json!({}), None).await;
+
+    let response = rest
+        .http
+        .get(format!("{}/.well-known/jwks.json", rest.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/jwk-set+json");
+    let cache = response.headers()["cache-control"].to_str().unwrap().to_owned();
+    assert!(cache.contains("max-age="), "{cache}");
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&response.text().await.unwrap()).expect("a JWK Set");
+    let kid = jsonwebtoken::decode_header(jwt).unwrap().kid.expect("a kid");
+    let jwk = set.find(&kid).expect("the signing key is published");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_issuer(&[keys["issuer"].as_str().unwrap()]);
+    validation.set_audience(&[keys["audience"].as_str().unwrap()]);
+    let claims = jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .expect("the JWT verifies with the served keys")
+        .claims;
+    assert_eq!(claims["sub"], app.admin_user_id.as_str());
+    assert_eq!(claims["sid"], login["session"]["sessionId"]);
     app.finish().await;
 }

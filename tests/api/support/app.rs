@@ -24,6 +24,9 @@ use super::postgres::database_url;
 pub const ADMIN_USER: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub const ADMIN_TENANT: &str = "Example Inc.";
+/// The key-encryption key every test server seals its signing keys with (32 bytes, base64), so
+/// that no test writes a key file into the working directory.
+pub const TEST_KEY_ENCRYPTION_KEY: &str = "dGVzdHMgc2VhbCBzaWduaW5nIGtleXMgd2l0aCBpdCE=";
 
 /// Which store a test runs on, and where its databases are created.
 #[derive(Clone)]
@@ -86,6 +89,7 @@ impl TestApp {
         };
         let mut config = Config::for_database(&database_url);
         config.db_max_connections = 8;
+        config.key_encryption_key = Some(TEST_KEY_ENCRYPTION_KEY.into());
         tweak(&mut config);
         let clock = ManualClock::default();
         let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))

@@ -144,6 +144,15 @@ impl TestDb {
         }
     }
 
+    /// Every signing key's id and stored private key, as the database holds them.
+    pub async fn signing_keys_as_stored(&self) -> Vec<(String, Vec<u8>)> {
+        let sql = "SELECT key_id, private_key_sealed FROM signing_keys ORDER BY activate_time";
+        match self.kind {
+            StoreKind::Postgres => sqlx::query_as(sql).fetch_all(&mut self.pg().await).await.unwrap(),
+            StoreKind::Sqlite => sqlx::query_as(sql).fetch_all(&mut self.sqlite().await).await.unwrap(),
+        }
+    }
+
     pub async fn session_last_use(&self, session_id: Uuid) -> DateTime<Utc> {
         let sql = "SELECT last_use_time FROM sessions WHERE session_id = $1";
         match self.kind {
