@@ -240,17 +240,7 @@ async fn answer(work: impl Future<Output = Answer>) -> Response {
 /// The body of a request that must be XML, read up to the size limit.
 async fn xml_body(state: &RestState, request: Request) -> Result<(Parts, Bytes), XmlError> {
     let (parts, body) = request.into_parts();
-    let content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = credentials::media_type(&parts.headers);
     if !(essence == "application/xml" || essence == "text/xml" || essence.ends_with("+xml")) {
         return Err(XmlError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -101,20 +101,27 @@ pub fn not_cross_site(headers: &HeaderMap) -> bool {
     if headers.contains_key(CSRF_HEADER) {
         return true;
     }
-    let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = media_type(headers);
     !essence.is_empty()
         && !matches!(
             essence.as_str(),
             "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
         )
+}
+
+/// The request's media type, lower-cased and without parameters (`application/xml` of
+/// `Application/XML; charset=utf-8`); empty when there is none.
+pub fn media_type(headers: &HeaderMap) -> String {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// The peer and user-agent of a request, as the gRPC layer records them.

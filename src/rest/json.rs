@@ -84,17 +84,7 @@ pub async fn call(
         return refusal(&state, Code::NotFound, reason::NO_SUCH_RESOURCE, "no such call");
     };
     let (parts, body) = request.into_parts();
-    let content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = credentials::media_type(&parts.headers);
     // Only JSON is read; since a cross-site form cannot send it, a cookie is safe to honour here.
     if essence != "application/json" {
         return refusal_with(
