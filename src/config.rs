@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
 
+    /// Postgres only: where the connection that listens for revocations pushed by other instances
+    /// goes. It must reach Postgres directly, not through a pooler in transaction mode. Unset: the
+    /// database URL.
+    #[arg(long, env = "DATABASE_LISTEN_URL", hide_env_values = true)]
+    pub database_listen_url: Option<SecretString>,
+
     /// Where the embedded SQLite database lives when no database URL is given.
     #[arg(long, env = "IDENTITYD_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -127,7 +133,9 @@ pub struct Config {
     pub max_access_tokens_per_user: u32,
 
     /// How long ValidateSession may answer a session from memory. Revocations on this instance
-    /// take effect at once, those on others within the 50 ms revocation poll. 0s turns it off.
+    /// take effect at once; those on others as soon as Postgres pushes them (a round trip), or
+    /// within the 50 ms revocation poll on SQLite or while the listening connection is down. 0s
+    /// turns it off.
     #[arg(long, env = "IDENTITYD_VALIDATION_CACHE_TTL", default_value = "2s", value_parser = parse_duration_or_zero)]
     pub validation_cache_ttl: Duration,
 
@@ -225,6 +233,19 @@ impl Config {
             Some(url) => url.expose_secret().to_owned(),
             None => format!("sqlite://{}", self.data_dir.join("identityd.db").display()),
         }
+    }
+
+    /// Where to listen for pushed revocations: on Postgres, the listen URL or else the database
+    /// URL; `None` on SQLite (one instance; the poll is all it needs).
+    pub fn revocation_listen_url(&self) -> Option<String> {
+        let database = self.effective_database_url();
+        if !(database.starts_with("postgres://") || database.starts_with("postgresql://")) {
+            return None;
+        }
+        Some(match &self.database_listen_url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => database,
+        })
     }
 
     /// Session-JWT settings, with the key-encryption key configured or the data directory's.

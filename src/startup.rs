@@ -16,15 +16,16 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::core::{FailureLimit, Identity, Settings};
 use crate::grpc::DrainDeadline;
-use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{PgRevocationFeed, Store};
 use crate::{first_admin, grpc};
 
 /// How often the database is pinged to keep the health status true.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// How often the store is asked which sessions ended (on any instance), for the validation cache.
+/// How often the store is asked which sessions ended (on any instance), for the validation cache,
+/// while they are not pushed.
 const REVOCATION_POLL: Duration = Duration::from_millis(50);
 
 /// After the drain deadline, how long the calls told to end may take to be gone, before their
@@ -155,9 +156,19 @@ impl Application {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    identity.poll_revocations().await;
+                    identity.poll_revocations_unless_pushed().await;
                 }
             }
+        });
+        // On Postgres, revocations are pushed over a connection of its own, straight to the server.
+        let push_task = config.revocation_listen_url().map(|url| {
+            let identity = identity.clone();
+            tokio::spawn(async move {
+                match PgRevocationFeed::new(&url) {
+                    Ok(feed) => identity.follow_pushed_revocations(feed).await,
+                    Err(e) => tracing::error!(error = %e, "cannot listen for pushed revocations; polling for them"),
+                }
+            })
         });
         let flush_task = tokio::spawn({
             let (identity, interval) = (identity.clone(), config.last_use_flush_interval);
@@ -242,6 +253,9 @@ impl Application {
         flush_task.abort();
         sweep_task.abort();
         revocation_task.abort();
+        if let Some(task) = push_task {
+            task.abort();
+        }
         flusher.flush_last_use().await;
         flusher.flush_all_failed_logins().await;
         tracing::info!("stopped");

@@ -18,6 +18,7 @@ mod login;
 mod login_failures;
 mod passwords;
 mod revocation_poll;
+mod revocation_push;
 mod service_account_sessions;
 mod session_details;
 mod session_jwt;
@@ -29,6 +30,7 @@ mod validation_cache;
 mod views;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Duration;
 
@@ -142,6 +144,9 @@ pub struct Identity {
     validation_cache: Arc<ValidationCache>,
     validation_cache_ttl: std::time::Duration,
     revocation_poll: Arc<RevocationPoll>,
+    /// Whether the store pushes revocations to this instance right now; the poll stands down
+    /// meanwhile (see [`revocation_push`]).
+    revocations_pushed: Arc<AtomicBool>,
     token_login_failures: Arc<TokenLoginFailures>,
     /// Failed password logins per client address.
     password_login_failures: Arc<FailureThrottle<ClientAddress>>,
@@ -170,6 +175,7 @@ impl Identity {
                 chrono::Duration::from_std(settings.validation_cache_ttl * 2).unwrap_or_default()
                     + chrono::Duration::seconds(10),
             )),
+            revocations_pushed: Arc::new(AtomicBool::new(false)),
             token_login_failures,
             key_encryption_key: settings.jwt.key_encryption_key.clone(),
             session_jwts: Arc::new(SessionJwts::new(settings.jwt)),
@@ -177,25 +183,36 @@ impl Identity {
     }
 
     /// Drops from the validation cache the sessions any instance ended since the previous poll
-    /// (see [`revocation_poll`]). Runs every 50 ms; while it fails, the cache is not used.
+    /// (see [`revocation_poll`]). Runs every 50 ms while revocations are not pushed; while it
+    /// fails, the cache is not used.
     pub async fn poll_revocations(&self) {
+        if let Err(e) = self.read_ended_sessions().await {
+            // Logged once per outage, not on every 50 ms poll.
+            if self.validation_cache.set_trusted(false) {
+                tracing::warn!(error = %e, "cannot poll for revocations; validating without the cache");
+            }
+        }
+    }
+
+    /// The background poll: [`Self::poll_revocations`], unless revocations are pushed.
+    pub async fn poll_revocations_unless_pushed(&self) {
+        if !self.revocations_pushed.load(Ordering::Acquire) {
+            self.poll_revocations().await;
+        }
+    }
+
+    /// One poll: reads the sessions ended since the previous one and forgets them; the cache may
+    /// be used once that succeeded.
+    async fn read_ended_sessions(&self) -> crate::store::StoreResult<()> {
         if self.validation_cache_ttl.is_zero() {
-            return; // no cache to keep honest
+            return Ok(()); // no cache to keep honest
         }
         let plan = self.revocation_poll.plan(self.clock.now());
-        match self.store.sessions_ended_since(plan.since).await {
-            Ok(ended) => {
-                let ended = self.revocation_poll.newly_ended(&plan, ended);
-                self.validation_cache.forget_sessions(&ended);
-                self.validation_cache.set_trusted(true);
-            }
-            // Logged once per outage, not on every 50 ms poll.
-            Err(e) => {
-                if self.validation_cache.set_trusted(false) {
-                    tracing::warn!(error = %e, "cannot poll for revocations; validating without the cache");
-                }
-            }
-        }
+        let ended = self.store.sessions_ended_since(plan.since).await?;
+        let ended = self.revocation_poll.newly_ended(&plan, ended);
+        self.validation_cache.forget_sessions(&ended);
+        self.validation_cache.set_trusted(true);
+        Ok(())
     }
 
     /// Taken before a change that ends sessions or changes what a validation answers; empties the

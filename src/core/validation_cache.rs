@@ -20,8 +20,11 @@ const MAX_ENTRIES: usize = 100_000;
 /// - Every local change that ends sessions or changes users or tenants empties the cache at once
 ///   ([`Self::clear`]); a generation number stops a validation that read the store before such a
 ///   change from putting its stale answer back.
-/// - Other instances' revocations arrive through the store: a poller reads the sessions whose end
-///   was recorded since its previous poll, every 50 ms, and removes each one newly ended
+/// - Other instances' revocations arrive through the store. On Postgres they are pushed: each
+///   ended session is removed as its notification arrives, and any user or tenant change empties
+///   the cache (see [`super::revocation_push`]). Otherwise, and while the listening connection is
+///   down, a poller reads the sessions whose end was recorded since its previous poll, every
+///   50 ms, and removes each one newly ended
 ///   ([`Self::forget_sessions`]); the generation number stops a validation that read the store
 ///   before that from putting its answer back. See [`super::revocation_poll`] for how the polls
 ///   overlap so that no ending is missed.

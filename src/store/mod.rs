@@ -7,7 +7,9 @@
 mod dialect;
 mod error;
 pub mod postgres;
+mod postgres_listener;
 mod records;
+mod revocation_notices;
 mod sql;
 pub mod sqlite;
 mod time;
@@ -18,11 +20,13 @@ use uuid::Uuid;
 
 pub use dialect::{Dialect, LastUseOf};
 pub use error::StoreError;
+pub use postgres_listener::PgRevocationFeed;
 pub use records::{
     AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, PasswordChange, PasswordRehash, ServiceAccountRecord,
     SessionDetails, SessionLookup, SessionRecord, SessionsOf, SigningKeyRecord, TenantChanges, TenantRecord,
     TokenChanges, TokenRotation, UserGuard, UserRecord, UserSigningIn, UserWrite,
 };
+pub use revocation_notices::{RevocationFeed, RevocationNotice};
 pub use sql::SqlStore;
 
 use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};

@@ -29,6 +29,7 @@ mod races;
 #[cfg(feature = "rest")]
 mod rest;
 mod roles;
+mod scale_out;
 mod service_account_sessions;
 mod session_jwts;
 mod sessions;
@@ -83,6 +84,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("failed_logins", failed_logins::postgres_tests()));
             modules.push(("errors", errors::postgres_tests()));
             modules.push(("shutdown", shutdown::postgres_tests()));
+            modules.push(("scale_out", scale_out::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));

@@ -155,13 +155,25 @@ impl TestApp {
     /// Starts a second server over the same database and clock, as another instance behind the
     /// same load balancer would be; returns its session client and a handle that stops it.
     pub async fn second_instance(&self) -> (SessionServiceClient<Channel>, Instance) {
-        let app = Application::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// [`Self::second_instance`] with its configuration adjusted by `tweak`.
+    pub async fn second_instance_with(
+        &self,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (SessionServiceClient<Channel>, Instance) {
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        let app = Application::build_with_clock(config, Arc::new(self.clock.clone()))
             .await
             .expect("build a second instance");
+        let identity = app.identity().clone();
         let (channel, shutdown, server) = serve(app).await;
         (
             SessionServiceClient::new(channel),
             Instance {
+                identity,
                 shutdown: Some(shutdown),
                 server: Some(server),
             },
@@ -290,6 +302,8 @@ impl TestApp {
 
 /// Another running instance; [`Instance::stop`] stops it gracefully.
 pub struct Instance {
+    /// Its core, to see the state of its background work.
+    pub identity: Identity,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }

@@ -192,17 +192,26 @@ impl TestDb {
         }
     }
 
-    /// Ends a session directly in the database, behind the service's back, at `end_time`.
+    /// Ends a session directly in the database, behind the service's back, at `end_time`. On
+    /// Postgres the triggers that push revocations do not fire either (the connection acts as a
+    /// replication applier), so no instance hears of it but through the poll.
     pub async fn end_session_behind_the_back(&self, session_id: Uuid, end_time: DateTime<Utc>) {
         let sql = "UPDATE sessions SET end_time = $1 WHERE session_id = $2";
         let updated = match self.kind {
-            StoreKind::Postgres => sqlx::query(sql)
-                .bind(end_time)
-                .bind(session_id)
-                .execute(&mut self.pg().await)
-                .await
-                .unwrap()
-                .rows_affected(),
+            StoreKind::Postgres => {
+                let mut connection = self.pg().await;
+                sqlx::query("SET session_replication_role = replica")
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                sqlx::query(sql)
+                    .bind(end_time)
+                    .bind(session_id)
+                    .execute(&mut connection)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
             StoreKind::Sqlite => sqlx::query(sql)
                 .bind(end_time.timestamp_micros())
                 .bind(session_id)
