@@ -73,7 +73,8 @@ impl Scenario {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The server, as an http:// URL.
+    /// The server, as an http:// URL; several replicas of it comma-separated, and the connections
+    /// are spread over them in turn.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub target: String,
     #[arg(long, value_enum)]

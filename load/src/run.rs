@@ -247,9 +247,13 @@ impl Clients {
     }
 }
 
+/// Opens `connections` channels; a comma-separated `target` (several replicas) gets them in turn,
+/// so that the calls, spread over the channels, are spread over the replicas.
 async fn connect(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let targets: Vec<&str> = target.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
     let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections.max(1) {
+    for i in 0..connections.max(targets.len()).max(1) {
+        let target = targets.get(i % targets.len().max(1)).copied().unwrap_or(target);
         // One endpoint connect per channel: each is its own HTTP/2 connection.
         let channel = Endpoint::from_shared(target.to_owned())?
             .tcp_nodelay(true)
