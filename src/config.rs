@@ -27,6 +27,22 @@ pub struct Config {
     #[arg(long, env = "DATABASE_LISTEN_URL", hide_env_values = true)]
     pub database_listen_url: Option<SecretString>,
 
+    /// Postgres only: hot standbys (streaming replicas of the primary) for the hot reads —
+    /// ValidateSession's cache misses and the listings. Comma-separated, or the flag repeated.
+    /// Unset: every read goes to the primary.
+    #[arg(
+        long = "database-read-url",
+        env = "DATABASE_READ_URL",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub database_read_urls: Vec<SecretString>,
+
+    /// Postgres only: a standby further behind the primary than this is not read from until it
+    /// catches up; also how long after a change the hot reads go to the primary.
+    #[arg(long, env = "IDENTITYD_READ_MAX_LAG", default_value = "1s", value_parser = parse_duration)]
+    pub read_max_lag: Duration,
+
     /// Where the embedded SQLite database lives when no database URL is given.
     #[arg(long, env = "IDENTITYD_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tonic::transport::Server;
@@ -49,7 +50,17 @@ pub struct Application {
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.effective_database_url();
     let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect_lazy(&url, config.db_max_connections)?;
+        let read_urls: Vec<String> = config
+            .database_read_urls
+            .iter()
+            .map(|u| u.expose_secret().to_owned())
+            .collect();
+        let store = PostgresStore::connect_lazy_with_standbys(
+            &url,
+            &read_urls,
+            config.read_max_lag,
+            config.db_max_connections,
+        )?;
         store.migrate().await?;
         Arc::new(store)
     } else if url.starts_with("sqlite:") {
@@ -170,6 +181,10 @@ impl Application {
                 }
             })
         });
+        let standby_task = tokio::spawn({
+            let store = identity.store().clone();
+            async move { store.watch_standbys().await }
+        });
         let flush_task = tokio::spawn({
             let (identity, interval) = (identity.clone(), config.last_use_flush_interval);
             async move {
@@ -253,6 +268,7 @@ impl Application {
         flush_task.abort();
         sweep_task.abort();
         revocation_task.abort();
+        standby_task.abort();
         if let Some(task) = push_task {
             task.abort();
         }

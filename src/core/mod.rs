@@ -210,6 +210,7 @@ impl Identity {
         let plan = self.revocation_poll.plan(self.clock.now());
         let ended = self.store.sessions_ended_since(plan.since).await?;
         let ended = self.revocation_poll.newly_ended(&plan, ended);
+        self.store.ended_elsewhere(&ended);
         self.validation_cache.forget_sessions(&ended);
         self.validation_cache.set_trusted(true);
         Ok(())

@@ -51,6 +51,7 @@ impl Identity {
     async fn subscribe(&self, feed: &mut impl RevocationFeed) -> crate::store::StoreResult<()> {
         feed.subscribe().await?;
         self.read_ended_sessions().await?;
+        self.store.changed_elsewhere();
         self.validation_cache.clear();
         self.revocations_pushed.store(true, Ordering::Release);
         Ok(())
@@ -59,6 +60,7 @@ impl Identity {
     /// Takes pushed notices: forgets the sessions they name, or everything.
     fn forget_revoked(&self, notices: &[RevocationNotice]) {
         if notices.contains(&RevocationNotice::Everything) {
+            self.store.changed_elsewhere();
             self.validation_cache.clear();
             return;
         }
@@ -69,6 +71,7 @@ impl Identity {
                 RevocationNotice::Everything => None,
             })
             .collect();
+        self.store.ended_elsewhere(&ended);
         self.validation_cache.forget_sessions(&ended);
     }
 

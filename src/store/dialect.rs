@@ -86,6 +86,10 @@ pub trait Dialect:
     /// Takes `lock` in the write transaction on `conn`.
     async fn lock(conn: &mut Self::Connection, lock: Lock) -> StoreResult<()>;
 
+    /// Keeps measuring how far each standby lags behind `primary`, marking it usable or not; never
+    /// returns while there are standbys.
+    async fn watch_standbys(primary: &Pool<Self>, standbys: &super::standbys::Standbys<Self>);
+
     /// Writes a non-empty batch of last-use times, each only if newer than the stored one.
     async fn record_last_use(writer: &Pool<Self>, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
 }

@@ -12,6 +12,7 @@ mod records;
 mod revocation_notices;
 mod sql;
 pub mod sqlite;
+mod standbys;
 mod time;
 
 use async_trait::async_trait;
@@ -42,6 +43,24 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Answers when the database is reachable and can be written.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Sessions another instance ended, just learnt of (pushed, or polled from the primary): the
+    /// hot reads must not take a lagging standby's word that they are open.
+    fn ended_elsewhere(&self, _sessions: &[Uuid]) {}
+
+    /// A user or tenant changed on another instance: the hot reads go to the primary until every
+    /// usable standby surely has the change.
+    fn changed_elsewhere(&self) {}
+
+    /// How many standbys the hot reads would use right now: 0 without any, while none is close
+    /// enough behind the primary, or while the primary must be read after a change.
+    fn usable_standbys(&self) -> usize {
+        0
+    }
+
+    /// Keeps the standbys' lag measured, for as long as the task runs; returns at once when
+    /// there are none.
+    async fn watch_standbys(&self) {}
 
     /// Computes every stored name key again with `key`, if a migration asked for it, in one
     /// transaction; returns how many keys changed. Two names that now share a key fail it with a

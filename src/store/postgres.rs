@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::dialect::{Arg, Dialect, LastUseOf, Lock};
+use super::standbys::{CHECK_EVERY, LagProbe, Standbys, parse_lsn};
 use super::{SqlStore, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -48,6 +49,51 @@ impl Dialect for Postgres {
         Ok(())
     }
 
+    async fn watch_standbys(primary: &PgPool, standbys: &Standbys<Postgres>) {
+        if standbys.is_empty() {
+            return;
+        }
+        let mut probe = LagProbe::default();
+        let keep = standbys.max_lag() * 2 + CHECK_EVERY * 4;
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let sampled = std::time::Instant::now();
+            let primary_position = sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text")
+                .fetch_one(primary)
+                .await;
+            match primary_position.ok().as_deref().and_then(parse_lsn) {
+                Some(position) => probe.primary_at(sampled, position, keep),
+                // The primary does not answer: nothing can be measured, and so nothing is read
+                // from a standby either.
+                None => {
+                    for standby in standbys.all() {
+                        standbys.set_lag(standby, None);
+                    }
+                    continue;
+                }
+            }
+            for standby in standbys.all() {
+                // NULL on a server that is not in recovery: not a standby, never read.
+                let replayed = sqlx::query_scalar::<_, Option<String>>("SELECT pg_last_wal_replay_lsn()::text")
+                    .fetch_one(&standby.pool)
+                    .await;
+                let lag = match replayed {
+                    Ok(Some(text)) => parse_lsn(&text).and_then(|r| probe.lag(r, std::time::Instant::now())),
+                    Ok(None) | Err(_) => None,
+                };
+                if standbys.set_lag(standby, lag) {
+                    match lag.filter(|lag| *lag <= standbys.max_lag()) {
+                        Some(lag) => tracing::info!(standby = %standby.name, ?lag, "reading from the standby"),
+                        None => tracing::warn!(standby = %standby.name, ?lag, max_lag = ?standbys.max_lag(),
+                            "the standby is too far behind or unreachable; reading the primary instead"),
+                    }
+                }
+            }
+        }
+    }
+
     async fn record_last_use(writer: &PgPool, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
         let sql = match of {
             LastUseOf::Sessions => {
@@ -71,7 +117,36 @@ impl PostgresStore {
     /// Connects lazily: the pool opens connections on first use, so the service can start (and
     /// report NOT_SERVING) while the database is still coming up.
     pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = url.parse().context("the database URL is not a valid postgres:// URL")?;
+        Self::connect_lazy_with_standbys(url, &[], Duration::ZERO, max_connections)
+    }
+
+    /// [`Self::connect_lazy`], with hot standbys at `read_urls` for the hot reads, each read only
+    /// while at most `max_lag` behind (see [`super::standbys`]).
+    pub fn connect_lazy_with_standbys(
+        url: &str,
+        read_urls: &[String],
+        max_lag: Duration,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        let pool = Self::lazy_pool(url, max_connections).context("the database URL")?;
+        let mut standbys = Vec::new();
+        for read_url in read_urls {
+            let options: PgConnectOptions = read_url
+                .parse()
+                .context("a database read URL is not a valid postgres:// URL")?;
+            let name = format!("{}:{}", options.get_host(), options.get_port());
+            standbys.push((Self::lazy_pool(read_url, max_connections)?, name));
+        }
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+            file: None,
+            standbys: std::sync::Arc::new(Standbys::new(standbys, max_lag)),
+        })
+    }
+
+    fn lazy_pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+        let options: PgConnectOptions = url.parse().context("not a valid postgres:// URL")?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -89,11 +164,7 @@ impl PostgresStore {
                 })
             })
             .connect_lazy_with(options);
-        Ok(Self {
-            writer: pool.clone(),
-            reader: pool,
-            file: None,
-        })
+        Ok(pool)
     }
 
     /// Applies the migrations in `migrations/postgres/` that have not run yet.

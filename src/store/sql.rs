@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
 use super::sqlite::DatabaseFile;
+use super::standbys::Standbys;
 use super::time::{StoredTime, stored};
 use super::{
     AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, PasswordChange, PasswordRehash, ServiceAccountRecord,
@@ -26,6 +27,8 @@ pub struct SqlStore<DB: Database> {
     pub(super) reader: Pool<DB>,
     /// The file the database lives in, for a database that is a file: [`Store::ping`] checks it.
     pub(super) file: Option<DatabaseFile>,
+    /// Hot standbys the hot reads may use (Postgres with `DATABASE_READ_URL`; none otherwise).
+    pub(super) standbys: std::sync::Arc<Standbys<DB>>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -34,6 +37,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
             writer: self.writer.clone(),
             reader: self.reader.clone(),
             file: self.file.clone(),
+            standbys: self.standbys.clone(),
         }
     }
 }
@@ -119,7 +123,26 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     async fn begin(&self) -> StoreResult<Transaction<'static, DB>> {
+        // This instance reads its own writes: not from a standby that may lack them.
+        self.standbys.read_primary_for_a_while();
         Ok(self.writer.begin_with(DB::BEGIN_WRITE).await?)
+    }
+
+    /// One page of a listing, from a usable standby if there is one (the primary if it fails).
+    async fn hot_page<'q>(
+        &self,
+        query: impl Fn() -> sqlx::query::Query<'q, DB, DB::Arguments>,
+    ) -> StoreResult<Vec<DB::Row>>
+    where
+        DB::Arguments: 'q,
+    {
+        if let Some(standby) = self.standbys.pick() {
+            match query().fetch_all(standby).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) => tracing::debug!(error = %e, "a standby failed a read; reading the primary"),
+            }
+        }
+        Ok(query().fetch_all(&self.reader).await?)
     }
 
     fn row<T>(row: DB::Row) -> StoreResult<T>
@@ -408,11 +431,13 @@ where
     where
         DB: Reads<T>,
     {
-        let rows = sqlx::query(sql)
-            .arg(owner)
-            .arg(page.after.map(|t| t.0))
-            .arg(page.fetch_limit())
-            .fetch_all(&self.reader)
+        let rows = self
+            .hot_page(|| {
+                sqlx::query(sql)
+                    .arg(owner)
+                    .arg(page.after.map(|t| t.0))
+                    .arg(page.fetch_limit())
+            })
             .await?;
         Self::all(rows)
     }
@@ -423,6 +448,22 @@ impl<DB: Dialect> Store for SqlStore<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
+    fn ended_elsewhere(&self, sessions: &[Uuid]) {
+        self.standbys.ended_elsewhere(sessions);
+    }
+
+    fn changed_elsewhere(&self) {
+        self.standbys.read_primary_for_a_while();
+    }
+
+    fn usable_standbys(&self) -> usize {
+        self.standbys.usable()
+    }
+
+    async fn watch_standbys(&self) {
+        DB::watch_standbys(&self.reader, &self.standbys).await;
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         if let Some(file) = &self.file {
             file.check()?;
@@ -766,7 +807,9 @@ where
     }
 
     async fn insert_session(&self, s: &SessionRecord, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
+        // Not `begin`: a new session needs no reads from the primary for a while after it, since a
+        // standby that lacks it answers "unknown", and its lookup then goes to the primary.
+        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await?;
         Self::insert_session_in(&mut tx, s).await?;
         Self::commit(tx, audit).await
     }
@@ -820,6 +863,20 @@ where
             " LEFT JOIN users u ON u.user_id = s.user_id LEFT JOIN tenants ut ON ut.tenant_id = u.tenant_id \
              JOIN tenants st ON st.tenant_id = s.tenant_id WHERE s.token_hash = $1"
         );
+        if let Some(standby) = self.standbys.pick() {
+            match sqlx::query(sql).arg(token_hash).fetch_optional(standby).await {
+                Ok(Some(row)) => {
+                    let lookup: SessionLookup = Self::row(row)?;
+                    // An end pushed from elsewhere that the standby may not have replayed yet.
+                    if !self.standbys.recently_ended(lookup.session.session_id) {
+                        return Ok(Some(lookup));
+                    }
+                }
+                // Unknown there: perhaps made on another instance a moment ago.
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "a standby failed a session lookup; reading the primary"),
+            }
+        }
         self.find(sql, token_hash).await
     }
 
@@ -920,12 +977,14 @@ where
                 account_id,
             ),
         };
-        let rows = sqlx::query(sql)
-            .arg(owner)
-            .arg(ended)
-            .arg(page.after.map(|t| t.0))
-            .arg(page.fetch_limit())
-            .fetch_all(&self.reader)
+        let rows = self
+            .hot_page(|| {
+                sqlx::query(sql)
+                    .arg(owner)
+                    .arg(ended)
+                    .arg(page.after.map(|t| t.0))
+                    .arg(page.fetch_limit())
+            })
             .await?;
         Self::all(rows)
     }
@@ -1186,21 +1245,23 @@ where
     }
 
     async fn list_audit(&self, f: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) \
-             AND ($2 IS NULL OR actor_user_id = $2 OR subject_user_id = $2) \
-             AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR time >= $4) AND ($5 IS NULL OR time < $5) \
-             AND ($6 IS NULL OR event_id > $6) ORDER BY event_id LIMIT $7",
-        )
-        .arg(f.tenant_id)
-        .arg(f.user_id)
-        .arg(f.action.as_deref())
-        .arg(stored(f.start_time))
-        .arg(stored(f.end_time))
-        .arg(page.after.map(|t| t.0))
-        .arg(page.fetch_limit())
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = self
+            .hot_page(|| {
+                sqlx::query(
+                    "SELECT * FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) \
+                     AND ($2 IS NULL OR actor_user_id = $2 OR subject_user_id = $2) \
+                     AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR time >= $4) AND ($5 IS NULL OR time < $5) \
+                     AND ($6 IS NULL OR event_id > $6) ORDER BY event_id LIMIT $7",
+                )
+                .arg(f.tenant_id)
+                .arg(f.user_id)
+                .arg(f.action.as_deref())
+                .arg(stored(f.start_time))
+                .arg(stored(f.end_time))
+                .arg(page.after.map(|t| t.0))
+                .arg(page.fetch_limit())
+            })
+            .await?;
         Self::all(rows)
     }
 }

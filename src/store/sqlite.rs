@@ -42,6 +42,9 @@ impl Dialect for Sqlite {
         Ok(())
     }
 
+    /// One instance over one file: there are no standbys to watch.
+    async fn watch_standbys(_: &SqlitePool, _: &super::standbys::Standbys<Sqlite>) {}
+
     async fn record_last_use(writer: &SqlitePool, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
         let sql = match of {
             LastUseOf::Sessions => {
@@ -84,6 +87,7 @@ impl SqliteStore {
             return Ok(Self {
                 writer: pool.clone(),
                 reader: pool,
+                standbys: std::sync::Arc::new(super::standbys::Standbys::none()),
                 file: None,
             });
         }
@@ -113,6 +117,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             reader,
+            standbys: std::sync::Arc::new(super::standbys::Standbys::none()),
             file: Some(file),
         })
     }

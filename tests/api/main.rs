@@ -34,6 +34,7 @@ mod service_account_sessions;
 mod session_jwts;
 mod sessions;
 mod shutdown;
+mod standbys;
 mod startup;
 mod user_sessions;
 
@@ -53,7 +54,12 @@ type NamedTests = Vec<(String, TestFn)>;
 /// Every test with its name, for one store: those that may run in parallel, and those that must
 /// run alone.
 fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
-    let exclusive = named(vec![("login", login::exclusive_tests())]);
+    let mut exclusive_modules = vec![("login", login::exclusive_tests())];
+    if store == StoreKind::Postgres {
+        // A latency bound: measured alone, not against the rest of the suite for the cores.
+        exclusive_modules.push(("scale_out", scale_out::exclusive_tests()));
+    }
+    let exclusive = named(exclusive_modules);
     let mut modules: Vec<(&str, Vec<(&str, TestFn)>)> = vec![
         ("health", health::tests()),
         ("login", login::tests()),
@@ -85,6 +91,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("errors", errors::postgres_tests()));
             modules.push(("shutdown", shutdown::postgres_tests()));
             modules.push(("scale_out", scale_out::postgres_tests()));
+            modules.push(("standbys", standbys::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));

@@ -13,10 +13,14 @@ use crate::support::calls::cheap_hashing;
 
 pub fn postgres_tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
-        a_logout_on_one_instance_is_refused_on_another_within_10ms_p99,
         an_instance_that_cannot_listen_learns_of_revocations_by_polling,
         a_lost_listening_connection_is_replaced,
     ]
+}
+
+/// Run alone, after the others.
+pub fn exclusive_tests() -> Vec<(&'static str, crate::TestFn)> {
+    tests![a_logout_on_one_instance_is_refused_on_another_within_10ms_p99]
 }
 
 /// Logouts measured: enough for a p99 that is not the maximum of a handful.

@@ -171,9 +171,10 @@ impl TestApp {
         let identity = app.identity().clone();
         let (channel, shutdown, server) = serve(app).await;
         (
-            SessionServiceClient::new(channel),
+            SessionServiceClient::new(channel.clone()),
             Instance {
                 identity,
+                channel,
                 shutdown: Some(shutdown),
                 server: Some(server),
             },
@@ -304,6 +305,8 @@ impl TestApp {
 pub struct Instance {
     /// Its core, to see the state of its background work.
     pub identity: Identity,
+    /// A connection to it, for clients of its other services.
+    pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }

@@ -99,6 +99,49 @@ impl Drop for TestPostgres {
     }
 }
 
+/// A throwaway primary with a hot standby streaming from it, on two ports, for the tests of reads
+/// from standbys; whatever `DATABASE_URL` says, since a standby needs a replication connection to
+/// a primary this process controls. Dropping it stops both and removes their directories.
+#[allow(dead_code)] // used by the service's tests, not by the load generator's
+pub struct ReplicatedPostgres {
+    primary: Cluster,
+    standby: Option<Cluster>,
+}
+
+#[allow(dead_code)]
+impl ReplicatedPostgres {
+    /// Starts a primary, then makes and starts its standby (blocking: call it off the runtime).
+    pub fn start() -> ReplicatedPostgres {
+        let primary = Cluster::start();
+        let standby = Cluster::standby_of(&primary);
+        ReplicatedPostgres {
+            primary,
+            standby: Some(standby),
+        }
+    }
+
+    /// `postgres://…` URL of the primary's maintenance database.
+    pub fn primary_base_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.primary.port)
+    }
+
+    /// The standby's URL of the database `db_url` names on the primary.
+    pub fn standby_url_of(&self, db_url: &str) -> String {
+        let standby = self.standby.as_ref().expect("the standby is running");
+        db_url.replace(
+            &format!("127.0.0.1:{}/", self.primary.port),
+            &format!("127.0.0.1:{}/", standby.port),
+        )
+    }
+
+    /// Stops the standby and removes it, as when it goes away (blocking).
+    pub fn stop_standby(&mut self) {
+        if let Some(mut standby) = self.standby.take() {
+            standby.shutdown();
+        }
+    }
+}
+
 /// Replaces the database name (the path component) in a postgres URL, keeping any query string
 /// and fragment; a URL without a path gets one.
 ///
@@ -139,6 +182,37 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        let mut cluster = Cluster::new_dir();
+        cluster.initdb();
+        cluster.start_or_panic();
+        cluster
+    }
+
+    /// A hot standby of `primary`: a base backup of it (`pg_basebackup -R`, streaming the WAL it
+    /// needs), started on a port of its own, replaying the primary's changes as they stream in.
+    fn standby_of(primary: &Cluster) -> Cluster {
+        let mut cluster = Cluster::new_dir();
+        let mut args = os_args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres"]);
+        args.extend(os_args(["-X", "stream", "-R", "--no-sync", "-c", "fast", "-D"]));
+        args.push(cluster.data_dir().into());
+        let output = cluster
+            .server_command(&cluster.bin_dir.join("pg_basebackup"), &args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run pg_basebackup from {}: {e}", cluster.bin_dir.display()));
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        cluster.start_or_panic();
+        cluster
+    }
+
+    /// An empty cluster directory, owned by the user the server programs run as.
+    fn new_dir() -> Cluster {
         let bin_dir = find_bin_dir();
         let version = server_version(&bin_dir);
         let as_postgres = running_as_root();
@@ -146,7 +220,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("identityd-test-pg-{}-{nanos}", std::process::id()));
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         // From here on the directory belongs to `cluster`, whose Drop removes it.
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             dir,
             child: None,
             port: 0,
@@ -159,10 +233,14 @@ impl Cluster {
             // directory and the socket in here.
             chown_to_postgres(&cluster.dir);
         }
-        cluster.initdb();
+        cluster
+    }
+
+    fn start_or_panic(&mut self) {
+        let cluster = self;
         for attempt in 1..=START_ATTEMPTS {
             match cluster.start_server() {
-                Ok(()) => return cluster,
+                Ok(()) => return,
                 // The port was free when we chose it, but another process may have bound it before
                 // the server did; choose another.
                 Err((_, log)) if attempt < START_ATTEMPTS && is_port_clash(&log) => continue,
