@@ -207,6 +207,42 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn one_standby(max_lag: Duration) -> Standbys<sqlx::Sqlite> {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_lazy("sqlite::memory:")
+            .expect("a lazy pool");
+        Standbys::new(vec![(pool, "standby".into())], max_lag)
+    }
+
+    #[tokio::test]
+    async fn a_standby_is_read_only_while_close_enough_and_not_just_after_a_change() {
+        let standbys = one_standby(Duration::from_secs(1));
+        assert!(standbys.pick().is_none(), "not measured yet");
+        standbys.set_lag(&standbys.all()[0], Some(Duration::from_millis(10)));
+        assert!(standbys.pick().is_some());
+        assert_eq!(standbys.usable(), 1);
+        standbys.read_primary_for_a_while();
+        assert!(standbys.pick().is_none(), "a change was just made");
+        assert_eq!(standbys.usable(), 0);
+        let late = one_standby(Duration::from_secs(1));
+        late.set_lag(&late.all()[0], Some(Duration::from_secs(2)));
+        assert!(late.pick().is_none(), "further behind than the bound");
+        late.set_lag(&late.all()[0], None);
+        assert!(late.pick().is_none(), "not answering");
+    }
+
+    #[tokio::test]
+    async fn sessions_ended_elsewhere_are_remembered_for_the_lag_bound() {
+        let standbys = one_standby(Duration::from_secs(1));
+        let (ended, open) = (Uuid::now_v7(), Uuid::now_v7());
+        standbys.ended_elsewhere(&[ended]);
+        assert!(standbys.recently_ended(ended));
+        assert!(!standbys.recently_ended(open));
+        let none = Standbys::<sqlx::Sqlite>::none();
+        none.ended_elsewhere(&[ended]);
+        assert!(!none.recently_ended(ended), "without standbys nothing is kept");
+    }
+
     #[test]
     fn lsns_read_as_numbers() {
         assert_eq!(parse_lsn("0/1D745B0"), Some(0x1D745B0));
