@@ -10,6 +10,7 @@ pub mod reason {
     pub const AMBIGUOUS_CREDENTIALS: &str = "AMBIGUOUS_CREDENTIALS";
     pub const SESSION_INVALID: &str = "SESSION_INVALID";
     pub const JWT_INVALID: &str = "JWT_INVALID";
+    pub const SSO_FAILED: &str = "SSO_FAILED";
     pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
     pub const TOKEN_REVOKED: &str = "TOKEN_REVOKED";
     pub const TOKEN_LIMIT_REACHED: &str = "TOKEN_LIMIT_REACHED";
@@ -62,6 +63,12 @@ pub enum Error {
     /// JWKS, or with another issuer or audience. UNAUTHENTICATED, `JWT_INVALID`.
     #[error("the JWT is not a session JWT of this service")]
     JwtInvalid,
+    /// Single sign-on did not succeed: unknown, used or expired state, a redirect URI or issuer
+    /// that does not match, a code the provider refused, an ID token that does not verify, no
+    /// user to sign in, or the provider unreachable. UNAUTHENTICATED, `SSO_FAILED`; the audit
+    /// event says which.
+    #[error("single sign-on failed: start again")]
+    SsoFailed,
     /// The user access token is past its expiry. UNAUTHENTICATED, `TOKEN_EXPIRED`.
     #[error("the user access token has expired")]
     TokenExpired,
@@ -146,6 +153,7 @@ impl Error {
             Self::AmbiguousCredentials => reason::AMBIGUOUS_CREDENTIALS,
             Self::SessionInvalid => reason::SESSION_INVALID,
             Self::JwtInvalid => reason::JWT_INVALID,
+            Self::SsoFailed => reason::SSO_FAILED,
             Self::TokenExpired => reason::TOKEN_EXPIRED,
             Self::TokenRevoked => reason::TOKEN_REVOKED,
             Self::TokenLimitReached(_) => reason::TOKEN_LIMIT_REACHED,

@@ -231,7 +231,6 @@ impl Identity {
     }
 
     /// Opens the client secret of a tenant's provider, for the token request.
-    #[allow(dead_code)]
     pub(crate) fn client_secret_of(&self, record: &IdentityProviderRecord) -> Result<Option<secrecy::SecretString>> {
         let Some(sealed) = &record.client_secret_sealed else {
             return Ok(None);

@@ -9,7 +9,7 @@ use super::views::{SessionView, TenantRef, UserView};
 use super::{Caller, Error, Identity, Result};
 use crate::auth::{AccessTokenSecret, SessionToken};
 use crate::domain::{Password, SessionKind, UserName};
-use crate::store::{AccessTokenLookup, SessionRecord, UserRecord};
+use crate::store::{AccessTokenLookup, LinkedIdentityRecord, SessionRecord, SsoSignIn, UserRecord};
 
 /// What a successful login hands back: the user, their tenant, the new session and its token.
 #[derive(Debug)]
@@ -30,11 +30,23 @@ pub struct LoginOutcome {
 
 /// A user about to get a session, with what the session and the login's answer need of their
 /// tenant.
-struct SigningIn {
-    user: UserRecord,
-    tenant: TenantRef,
+pub(crate) struct SigningIn {
+    pub(crate) user: UserRecord,
+    pub(crate) tenant: TenantRef,
     /// The tenant's password-expiry policy, in days (`None` for never).
-    password_expiry_days: Option<i32>,
+    pub(crate) password_expiry_days: Option<i32>,
+}
+
+/// What a single sign-on login writes with its session.
+pub(crate) struct SsoSession {
+    /// The provider's issuer, for the audit event.
+    pub(crate) issuer: String,
+    /// The ID token, sealed and kept for the provider's logout.
+    pub(crate) id_token: secrecy::SecretString,
+    /// The link the sign-in makes, if it is the subject's first.
+    pub(crate) link: Option<LinkedIdentityRecord>,
+    /// The user is new: created with the session.
+    pub(crate) new_user: bool,
 }
 
 /// Parses the user name and password of a sign-in, naming every bad field at once, as CreateUser
@@ -76,7 +88,7 @@ impl Identity {
             tenant,
             password_expiry_days: found.password_expiry_days,
         };
-        self.open_session_for(signing_in, SessionKind::Password, None, meta)
+        self.open_session_for(signing_in, SessionKind::Password, None, None, meta)
             .await
     }
 
@@ -106,13 +118,14 @@ impl Identity {
             },
             password_expiry_days: lookup.password_expiry_days,
         };
-        self.open_session_for(signing_in, SessionKind::AccessToken, Some(&lookup), meta)
+        self.open_session_for(signing_in, SessionKind::AccessToken, Some(&lookup), None, meta)
             .await
     }
 
     /// Opens a session of `kind` for a user whose tenant was read with them (so that a login makes
-    /// no other read), and records `login.succeeded`.
-    async fn open_session_for(
+    /// no other read), and records `login.succeeded`. A single sign-on login also creates the
+    /// user and the link it brings, and keeps the sealed ID token, in the same transaction.
+    pub(crate) async fn open_session_for(
         &self,
         SigningIn {
             user,
@@ -121,6 +134,7 @@ impl Identity {
         }: SigningIn,
         kind: SessionKind,
         access_token: Option<&AccessTokenLookup>,
+        sso: Option<SsoSession>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         let now = self.clock.now();
@@ -152,6 +166,12 @@ impl Identity {
         if let Some(token) = access_token {
             audit = audit.detail("user_access_token_name", &token.name);
         }
+        if let Some(sso) = &sso {
+            audit = audit.detail("issuer", &sso.issuer);
+            if let Some(link) = &sso.link {
+                audit = audit.detail("linked_subject", &link.subject);
+            }
+        }
         let audit = audit.build();
         let is_force_change_password = must_change_password(kind, &user, password_expiry_days, now);
         // Signed before the session is stored, so that a session is never opened without it.
@@ -159,7 +179,34 @@ impl Identity {
             true => None,
             false => Some(self.issue_session_jwt(&session, now).await?),
         };
-        self.store.insert_session(&session, &audit).await?;
+        match &sso {
+            None => self.store.insert_session(&session, &audit).await?,
+            Some(sso) => {
+                let sealed = self.key_encryption_key.seal(
+                    secrecy::ExposeSecret::expose_secret(&sso.id_token).as_bytes(),
+                    &super::sso::id_token_context(session.session_id),
+                );
+                let mut audits = Vec::new();
+                if sso.new_user {
+                    audits.push(
+                        Audit::new("user.created", now, meta)
+                            .tenant(tenant.tenant_id)
+                            .subject(user.user_id)
+                            .detail("by", "single_sign_on")
+                            .detail("issuer", &sso.issuer)
+                            .build(),
+                    );
+                }
+                audits.push(audit);
+                let sign_in = SsoSignIn {
+                    new_user: sso.new_user.then_some(&user),
+                    link: sso.link.as_ref(),
+                    session: &session,
+                    id_token_sealed: &sealed,
+                };
+                self.store.open_sso_session(&sign_in, &audits).await?;
+            }
+        }
         tracing::info!(user_id = %user.user_id, session_id = %session.session_id, kind = kind.as_str(), "login succeeded");
         Ok(LoginOutcome {
             user: user.into(),

@@ -16,6 +16,7 @@ mod last_use;
 mod liveness;
 mod login;
 mod login_failures;
+mod oidc_relying_party;
 mod passwords;
 mod revocation_poll;
 mod revocation_push;
@@ -25,6 +26,7 @@ mod session_jwt;
 mod session_sweep;
 mod sessions;
 mod signing_keys;
+mod sso;
 mod user_sessions;
 mod validation_cache;
 mod views;
@@ -55,6 +57,7 @@ pub use last_use::{LastUseRecorder, UseOf};
 pub use login::LoginOutcome;
 pub use session_jwt::{JwksView, JwtSettings, PublicJwk, SessionJwt};
 pub use sessions::{Principal, SessionValidity};
+pub use sso::{SsoCallback, SsoStart};
 pub use validation_cache::ValidationCache;
 pub use views::{AccessTokenView, ServiceAccountView, SessionView, TenantRef, TenantView, UserView};
 
@@ -153,6 +156,8 @@ pub struct Identity {
     session_jwts: Arc<SessionJwts>,
     /// Seals what the store keeps secret: signing keys, identity providers' client secrets.
     key_encryption_key: crate::auth::KeyEncryptionKey,
+    /// Talks to tenants' identity providers, caching their metadata.
+    relying_party: oidc_relying_party::RelyingParty,
 }
 
 impl Identity {
@@ -179,6 +184,7 @@ impl Identity {
             token_login_failures,
             key_encryption_key: settings.jwt.key_encryption_key.clone(),
             session_jwts: Arc::new(SessionJwts::new(settings.jwt)),
+            relying_party: oidc_relying_party::RelyingParty::new(),
         }
     }
 

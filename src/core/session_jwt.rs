@@ -214,9 +214,10 @@ impl Identity {
     /// Ends the session a JWT names, which must be one of the caller's. The JWT must be signed by
     /// a key still published and carry our issuer and audience; an expired one is accepted, as
     /// ending a session is no use of it.
-    pub async fn logout_by_jwt(&self, caller: &Caller, jwt: &str, meta: &RequestMeta) -> Result<()> {
+    pub async fn logout_by_jwt(&self, caller: &Caller, jwt: &str, meta: &RequestMeta) -> Result<Uuid> {
         let session_id = self.session_of_jwt(jwt).await?;
-        self.logout(caller, Some(session_id), meta).await
+        self.logout(caller, Some(session_id), meta).await?;
+        Ok(session_id)
     }
 
     /// The session a JWT of ours names; [`Error::JwtInvalid`] for anything else.

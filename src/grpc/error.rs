@@ -39,6 +39,7 @@ pub fn to_status(error: Error) -> Status {
         | Error::AmbiguousCredentials
         | Error::SessionInvalid
         | Error::JwtInvalid
+        | Error::SsoFailed
         | Error::TokenExpired
         | Error::TokenRevoked => Code::Unauthenticated,
         Error::TokenLimitReached(_) => Code::ResourceExhausted,

@@ -4,7 +4,7 @@ use super::convert::{self, login_response};
 use super::error::to_status;
 use super::pb;
 use super::request::{authenticated, meta, optional_caller, parse_optional_id};
-use crate::core::{Error, Identity};
+use crate::core::{Error, Identity, SsoCallback};
 use crate::domain::device_name;
 
 pub struct LoginApi {
@@ -50,33 +50,76 @@ impl pb::login_service_server::LoginService for LoginApi {
         Ok(Response::new(login_response!(LoginResponse, outcome)))
     }
 
-    async fn start_sso(&self, _: Request<pb::StartSsoRequest>) -> Result<Response<pb::StartSsoResponse>, Status> {
-        Err(unimplemented("StartSso"))
+    async fn start_sso(&self, request: Request<pb::StartSsoRequest>) -> Result<Response<pb::StartSsoResponse>, Status> {
+        let meta = meta(&request);
+        let req = request.into_inner();
+        let start = self
+            .identity
+            .start_sso(&req.tenant_id, &req.redirect_uri, &meta)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::StartSsoResponse {
+            authorization_url: start.authorization_url,
+            state: start.state,
+        }))
     }
 
-    async fn login_sso(&self, _: Request<pb::LoginSsoRequest>) -> Result<Response<pb::LoginSsoResponse>, Status> {
-        Err(unimplemented("LoginSso"))
+    async fn login_sso(&self, request: Request<pb::LoginSsoRequest>) -> Result<Response<pb::LoginSsoResponse>, Status> {
+        let meta = meta(&request);
+        let req = request.into_inner();
+        if !req.saml_response.is_empty() {
+            return Err(unimplemented("LoginSso with a SAML response"));
+        }
+        if !req.token.is_empty() {
+            if !req.code.is_empty() || !req.state.is_empty() {
+                return Err(to_status(Error::invalid(
+                    "token",
+                    "give either a token or a code and state, not both",
+                )));
+            }
+            let outcome = self
+                .identity
+                .login_with_access_token(&req.token, &meta)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(login_response!(LoginSsoResponse, outcome)));
+        }
+        let callback = SsoCallback {
+            code: &req.code,
+            state: &req.state,
+            iss: &req.iss,
+            redirect_uri: &req.redirect_uri,
+        };
+        let outcome = self.identity.login_sso(callback, &meta).await.map_err(to_status)?;
+        Ok(Response::new(login_response!(LoginSsoResponse, outcome)))
     }
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
         let result = async {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
-            if !req.jwt_token.is_empty() {
+            let ended = if !req.jwt_token.is_empty() {
                 if !req.session_id.is_empty() {
                     return Err(Error::invalid(
                         "jwt_token",
                         "give either a session_id or a jwt_token, not both",
                     ));
                 }
-                self.identity.logout_by_jwt(&caller, &req.jwt_token, &meta).await?;
+                Some(self.identity.logout_by_jwt(&caller, &req.jwt_token, &meta).await?)
             } else {
                 let session_id = parse_optional_id("session_id", &req.session_id)?;
                 self.identity.logout(&caller, session_id, &meta).await?;
-            }
+                session_id.or(caller.session_id)
+            };
             // Only SSO sessions have an identity provider to send the browser to.
-            Ok(pb::LogoutResponse {
-                redirect_url: String::new(),
-            })
+            let redirect_url = match (req.ui_logout, ended) {
+                (true, Some(session_id)) => self
+                    .identity
+                    .sso_logout_url(caller.tenant_id, session_id)
+                    .await?
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            Ok(pb::LogoutResponse { redirect_url })
         }
         .await;
         result.map(Response::new).map_err(to_status)

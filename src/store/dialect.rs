@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::StoreResult;
 use super::records::{
     AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, ServiceAccountRecord, SessionLookup, SessionRecord,
-    SigningKeyRecord, TenantRecord, UserRecord, UserSigningIn,
+    SigningKeyRecord, SsoAttemptRecord, TenantRecord, UserRecord, UserSigningIn,
 };
 use super::time::StoredTime;
 use crate::domain::AuditEvent;
@@ -65,6 +65,8 @@ pub trait Dialect:
     + Reads<ServiceAccountRecord>
     + Reads<SigningKeyRecord>
     + Reads<IdentityProviderRecord>
+    + Reads<SsoAttemptRecord>
+    + Reads<(Vec<u8>,)>
     + Reads<AuditEvent>
     + Reads<(i64,)>
     + Reads<(i32,)>

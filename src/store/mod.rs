@@ -23,9 +23,10 @@ pub use dialect::{Dialect, LastUseOf};
 pub use error::StoreError;
 pub use postgres_listener::PgRevocationFeed;
 pub use records::{
-    AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, PasswordChange, PasswordRehash, ServiceAccountRecord,
-    SessionDetails, SessionLookup, SessionRecord, SessionsOf, SigningKeyRecord, TenantChanges, TenantRecord,
-    TokenChanges, TokenRotation, UserGuard, UserRecord, UserSigningIn, UserWrite,
+    AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, LinkedIdentityRecord, PasswordChange, PasswordRehash,
+    ServiceAccountRecord, SessionDetails, SessionLookup, SessionRecord, SessionsOf, SigningKeyRecord, SsoAttemptRecord,
+    SsoSignIn, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord, UserSigningIn,
+    UserWrite,
 };
 pub use revocation_notices::{RevocationFeed, RevocationNotice};
 pub use sql::SqlStore;
@@ -247,6 +248,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<IdentityProviderRecord>>;
     /// Deletes a tenant's identity provider; returns false when it had none.
     async fn delete_identity_provider(&self, tenant_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;
+
+    /// Stores a single sign-on attempt, deleting those that expired before its create time.
+    async fn insert_sso_attempt(&self, attempt: &SsoAttemptRecord) -> StoreResult<()>;
+    /// Takes out the attempt with this state hash: deleted as it is read, so that of two
+    /// concurrent takes one gets it.
+    async fn take_sso_attempt(&self, state_hash: &[u8]) -> StoreResult<Option<SsoAttemptRecord>>;
+    /// The user a provider's subject is linked to, with what a login needs of their tenant.
+    async fn find_linked_user(
+        &self,
+        tenant_id: Uuid,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<UserSigningIn>>;
+    /// A tenant's users whose email is `email`, compared without regard to ASCII case (at most 2:
+    /// enough to tell one match from several).
+    async fn find_users_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Vec<UserSigningIn>>;
+    /// Creates the user and the link a single sign-on login brings, if any, and opens its
+    /// session, keeping the sealed ID token, with every one of `audits`, in one transaction.
+    async fn open_sso_session(&self, sign_in: &SsoSignIn<'_>, audits: &[AuditEvent]) -> StoreResult<()>;
+    /// The sealed ID token of a single sign-on session.
+    async fn sso_id_token(&self, session_id: Uuid) -> StoreResult<Option<Vec<u8>>>;
 
     async fn insert_audit(&self, audit: &AuditEvent) -> StoreResult<()>;
     async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<Vec<AuditEvent>>;

@@ -438,3 +438,41 @@ pub struct IdentityProviderRecord {
     #[sqlx(try_from = "StoredTime")]
     pub update_time: DateTime<Utc>,
 }
+
+/// A single sign-on attempt between StartSso and LoginSso.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SsoAttemptRecord {
+    /// SHA-256 of the state handed to the browser.
+    pub state_hash: Vec<u8>,
+    pub tenant_id: Uuid,
+    /// The redirect URI the attempt was started with; LoginSso sends the same one.
+    pub redirect_uri: String,
+    pub nonce: String,
+    /// Sealed under the key-encryption key with the state hash as context.
+    pub pkce_verifier_sealed: Vec<u8>,
+    #[sqlx(try_from = "StoredTime")]
+    pub create_time: DateTime<Utc>,
+    #[sqlx(try_from = "StoredTime")]
+    pub expire_time: DateTime<Utc>,
+}
+
+/// A link from an identity provider's subject to a user of the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedIdentityRecord {
+    pub tenant_id: Uuid,
+    pub issuer: String,
+    pub subject: String,
+    pub user_id: Uuid,
+    pub create_time: DateTime<Utc>,
+}
+
+/// What a single sign-on login writes in one transaction: the user created at first sign-in (if
+/// any), the new link (if any), the session and the sealed ID token kept for logging out.
+#[derive(Debug, Clone)]
+pub struct SsoSignIn<'a> {
+    pub new_user: Option<&'a UserRecord>,
+    pub link: Option<&'a LinkedIdentityRecord>,
+    pub session: &'a SessionRecord,
+    /// Sealed with the session id as context.
+    pub id_token_sealed: &'a [u8],
+}

@@ -14,8 +14,9 @@ use super::standbys::Standbys;
 use super::time::{StoredTime, stored};
 use super::{
     AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, PasswordChange, PasswordRehash, ServiceAccountRecord,
-    SessionLookup, SessionRecord, SessionsOf, SigningKeyRecord, Store, StoreError, StoreResult, TenantChanges,
-    TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord, UserSigningIn, UserWrite,
+    SessionLookup, SessionRecord, SessionsOf, SigningKeyRecord, SsoAttemptRecord, SsoSignIn, Store, StoreError,
+    StoreResult, TenantChanges, TenantRecord, TokenChanges, TokenRotation, UserGuard, UserRecord, UserSigningIn,
+    UserWrite,
 };
 use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
 
@@ -1238,6 +1239,112 @@ where
         }
         Self::commit(tx, audit).await?;
         Ok(true)
+    }
+
+    async fn insert_sso_attempt(&self, a: &SsoAttemptRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM sso_attempts WHERE expire_time < $1")
+            .arg(StoredTime(a.create_time))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sso_attempts (state_hash, tenant_id, redirect_uri, nonce, pkce_verifier_sealed, create_time, \
+             expire_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .arg(a.state_hash.as_slice())
+        .arg(a.tenant_id)
+        .arg(a.redirect_uri.as_str())
+        .arg(a.nonce.as_str())
+        .arg(a.pkce_verifier_sealed.as_slice())
+        .arg(StoredTime(a.create_time))
+        .arg(StoredTime(a.expire_time))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique("state"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take_sso_attempt(&self, state_hash: &[u8]) -> StoreResult<Option<SsoAttemptRecord>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("DELETE FROM sso_attempts WHERE state_hash = $1 RETURNING *")
+            .arg(state_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let attempt = Self::optional(row)?;
+        tx.commit().await?;
+        Ok(attempt)
+    }
+
+    async fn find_linked_user(
+        &self,
+        tenant_id: Uuid,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<UserSigningIn>> {
+        let row = sqlx::query(
+            "SELECT u.*, t.name AS tenant_name, t.password_expiry_days, t.lockout_failures, t.lockout_seconds, \
+             t.max_lockout_seconds FROM linked_identities l JOIN users u ON u.user_id = l.user_id \
+             JOIN tenants t ON t.tenant_id = u.tenant_id \
+             WHERE l.tenant_id = $1 AND l.issuer = $2 AND l.subject = $3 AND u.tenant_id = $1",
+        )
+        .arg(tenant_id)
+        .arg(issuer)
+        .arg(subject)
+        .fetch_optional(&self.reader)
+        .await?;
+        Self::optional(row)
+    }
+
+    async fn find_users_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Vec<UserSigningIn>> {
+        let rows = sqlx::query(
+            "SELECT u.*, t.name AS tenant_name, t.password_expiry_days, t.lockout_failures, t.lockout_seconds, \
+             t.max_lockout_seconds FROM users u JOIN tenants t ON t.tenant_id = u.tenant_id \
+             WHERE u.tenant_id = $1 AND u.email <> '' AND lower(u.email) = lower($2) ORDER BY u.user_id LIMIT 2",
+        )
+        .arg(tenant_id)
+        .arg(email)
+        .fetch_all(&self.reader)
+        .await?;
+        Self::all(rows)
+    }
+
+    async fn open_sso_session(&self, sign_in: &SsoSignIn<'_>, audits: &[AuditEvent]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        if let Some(user) = sign_in.new_user {
+            Self::insert_user_in(&mut tx, user).await?;
+        }
+        if let Some(link) = sign_in.link {
+            sqlx::query(
+                "INSERT INTO linked_identities (tenant_id, issuer, subject, user_id, create_time) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .arg(link.tenant_id)
+            .arg(link.issuer.as_str())
+            .arg(link.subject.as_str())
+            .arg(link.user_id)
+            .arg(StoredTime(link.create_time))
+            .execute(&mut *tx)
+            .await
+            .map_err(unique("subject"))?;
+        }
+        Self::insert_session_in(&mut tx, sign_in.session).await?;
+        sqlx::query("INSERT INTO sso_sessions (session_id, id_token_sealed) VALUES ($1, $2)")
+            .arg(sign_in.session.session_id)
+            .arg(sign_in.id_token_sealed)
+            .execute(&mut *tx)
+            .await?;
+        Self::commit_all(tx, audits).await
+    }
+
+    async fn sso_id_token(&self, session_id: Uuid) -> StoreResult<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>,)> = self
+            .find(
+                "SELECT id_token_sealed FROM sso_sessions WHERE session_id = $1",
+                session_id,
+            )
+            .await?;
+        Ok(row.map(|(sealed,)| sealed))
     }
 
     async fn insert_audit(&self, audit: &AuditEvent) -> StoreResult<()> {

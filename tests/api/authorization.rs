@@ -83,7 +83,7 @@ const OK: Outcome = Ok(());
 const TOKEN: Outcome = Err((Code::PermissionDenied, "ACCESS_TOKEN_NOT_ALLOWED"));
 const DENIED: Outcome = Err((Code::PermissionDenied, "PERMISSION_DENIED"));
 const NOT_FOUND: Outcome = Err((Code::NotFound, "NOT_FOUND"));
-const UNIMPLEMENTED: Outcome = Err((Code::Unimplemented, "NOT_IMPLEMENTED"));
+const SSO_FAILED: Outcome = Err((Code::Unauthenticated, "SSO_FAILED"));
 const OWN_ACCOUNT: Outcome = Err((Code::FailedPrecondition, "FAILED_PRECONDITION"));
 const CHANGE_PASSWORD_FIRST: Outcome = Err((Code::FailedPrecondition, "PASSWORD_CHANGE_REQUIRED"));
 const IMPERSONATED: Outcome = Err((Code::PermissionDenied, "IMPERSONATION_NOT_ALLOWED"));
@@ -332,7 +332,9 @@ impl Rpc {
             // A JWT of the session the call comes through; a token as the bearer has none.
             RefreshSessionJwt if c.via == Via::TokenBearer => Err((Code::FailedPrecondition, "FAILED_PRECONDITION")),
             RefreshSessionJwt => OK,
-            StartSso | LoginSso => UNIMPLEMENTED,
+            // Sign-in calls: no caller needed, and none helps; the tenant has no provider and the
+            // state is unknown, whoever calls.
+            StartSso | LoginSso => SSO_FAILED,
             // Service-account sessions, in the caller's tenant or (by session id) another's. A new
             // one is a credential, which a proxy session may not mint.
             ListSessions => administers,
@@ -456,12 +458,12 @@ impl Rpc {
 
     /// The rules for a caller whose password session must change its password: the calls that
     /// carry the session answer PASSWORD_CHANGE_REQUIRED, but for ChangePassword, Logout and
-    /// GetCurrentUser (and calls not served yet, which look at no caller).
+    /// GetCurrentUser.
     fn expect_when_password_must_change(self, c: Cell) -> Outcome {
         use Rpc::*;
         let rules = self.expect(c);
         let allowed = matches!(self, ChangePassword | LogoutCurrent | LogoutSession | GetCurrentUser);
-        if !self.sends_bearer() || allowed || rules == UNIMPLEMENTED {
+        if !self.sends_bearer() || allowed {
             rules
         } else {
             CHANGE_PASSWORD_FIRST
@@ -702,13 +704,20 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
         StartSso => app
             .login
             .clone()
-            .start_sso(pb::StartSsoRequest::default())
+            .start_sso(pb::StartSsoRequest {
+                tenant_id: app.admin_tenant_id.clone(),
+                redirect_uri: "https://app.example.com/sso/callback".into(),
+            })
             .await
             .map(ok),
         LoginSso => app
             .login
             .clone()
-            .login_sso(pb::LoginSsoRequest::default())
+            .login_sso(pb::LoginSsoRequest {
+                code: "a code".into(),
+                state: "a state nobody started".into(),
+                ..Default::default()
+            })
             .await
             .map(ok),
         LogoutCurrent => app

@@ -20,7 +20,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         logins_and_failures_are_audited,
         expired_passwords_force_a_change,
         an_empty_login_names_every_missing_field,
-        unimplemented_calls_say_so,
+        saml_sign_in_says_it_is_not_implemented,
     ]
 }
 
@@ -291,15 +291,14 @@ async fn an_empty_login_names_every_missing_field(env: TestEnv) {
     app.finish().await;
 }
 
-async fn unimplemented_calls_say_so(env: TestEnv) {
+async fn saml_sign_in_says_it_is_not_implemented(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
-    let status = app
-        .login
-        .clone()
-        .start_sso(pb::StartSsoRequest::default())
-        .await
-        .unwrap_err();
+    let request = pb::LoginSsoRequest {
+        saml_response: "PHNhbWxwOlJlc3BvbnNlLz4=".into(),
+        ..Default::default()
+    };
+    let status = app.login.clone().login_sso(request).await.unwrap_err();
     assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
-    assert!(status.message().contains("StartSso"));
+    assert!(status.message().contains("SAML"));
     app.finish().await;
 }

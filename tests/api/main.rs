@@ -34,6 +34,7 @@ mod service_account_sessions;
 mod session_jwts;
 mod sessions;
 mod shutdown;
+mod sso;
 mod standbys;
 mod startup;
 mod user_sessions;
@@ -80,6 +81,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("service_account_sessions", service_account_sessions::tests()),
         ("user_sessions", user_sessions::tests()),
         ("impersonation", impersonation::tests()),
+        ("sso", sso::tests()),
     ];
     #[cfg(feature = "rest")]
     modules.push(("rest", rest::tests()));
