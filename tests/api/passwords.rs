@@ -10,6 +10,7 @@ use tonic_types::StatusExt;
 
 use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, assert_error, bearer, violated_fields};
 use crate::support::calls::cheap_hashing;
+use crate::support::traced_server::TracedServer;
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
@@ -625,70 +626,9 @@ async fn tenants_set_their_password_rules_and_lockout(env: TestEnv) {
 /// Runs the real binary over the test's database with every log line on (`RUST_LOG=trace`), takes
 /// passwords through their whole life cycle, and looks for them in every table and log line.
 async fn no_password_reaches_a_table_or_a_log_line(env: TestEnv) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
-    use identityd::grpc::pb::admin_service_client::AdminServiceClient;
-    use identityd::grpc::pb::login_service_client::LoginServiceClient;
-
     let mut app = TestApp::spawn_with(&env, cheap_hashing).await;
-    app.stop().await;
-    let mut server = Command::new(env!("CARGO_BIN_EXE_identityd"))
-        .env("DATABASE_URL", &app.db.url)
-        // The key the test server sealed the session-JWT signing keys with.
-        .env(
-            "IDENTITYD_KEY_ENCRYPTION_KEY",
-            crate::support::app::TEST_KEY_ENCRYPTION_KEY,
-        )
-        .env("IDENTITYD_LISTEN", "127.0.0.1:0")
-        .env("IDENTITYD_ARGON2_MEMORY_KIB", "64")
-        .env("IDENTITYD_ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start identityd");
-    // Every line of both streams, read on threads; the address comes from the "serving" line.
-    let (lines, received) = std::sync::mpsc::channel::<String>();
-    let readers: Vec<_> = [
-        Box::new(server.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(server.stderr.take().unwrap()),
-    ]
-    .into_iter()
-    .map(|stream| {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        })
-    })
-    .collect();
-    drop(lines);
-    let mut log = Vec::new();
-    let address = loop {
-        let line = received
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("identityd says where it serves");
-        let found = line.contains("serving gRPC").then(|| {
-            let at = line.find("address=").expect("an address") + "address=".len();
-            line[at..].split_whitespace().next().unwrap().to_owned()
-        });
-        log.push(line);
-        if let Some(address) = found {
-            break address;
-        }
-    };
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
-    let (mut login, mut admin) = (
-        LoginServiceClient::new(channel.clone()),
-        AdminServiceClient::new(channel),
-    );
+    let server = TracedServer::replace(&mut app).await;
+    let (mut login, mut admin) = (app.login.clone(), app.admin.clone());
     let sign_in = |user_name: &str, password: &str| pb::LoginRequest {
         user_name: user_name.into(),
         password: password.into(),
@@ -737,14 +677,7 @@ async fn no_password_reaches_a_table_or_a_log_line(env: TestEnv) {
     admin.set_user_password(bearer(set, &admin_token)).await.unwrap();
     login.login(sign_in("lou@example.com", reset)).await.unwrap();
 
-    let stopped = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
-    assert!(stopped.unwrap().success());
-    assert!(server.wait().unwrap().success(), "identityd stops cleanly");
-    for reader in readers {
-        reader.join().unwrap();
-    }
-    log.extend(received.try_iter());
-    assert!(log.iter().any(|l| l.contains("TRACE")), "trace lines were written");
+    let log = server.stop();
     let secrets = [ADMIN_PASSWORD, created, wrong, changed, reset];
     for line in &log {
         for secret in secrets {

@@ -11,6 +11,7 @@ use crate::support::oidc_browser::{Browser, Callback};
 use crate::support::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, OTHER_REDIRECT_URI, OidcProvider, POST_LOGOUT_REDIRECT_URI, REDIRECT_URI,
 };
+use crate::support::traced_server::TracedServer;
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
@@ -20,6 +21,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         a_provider_that_rotated_its_keys_is_still_trusted,
         a_browser_logout_of_an_sso_session_is_sent_to_the_provider,
         the_client_secret_and_the_id_token_are_never_stored_answered_or_audited_in_plaintext,
+        no_sso_secret_reaches_a_log_line,
         a_user_access_token_signs_in_through_login_sso,
     ]
 }
@@ -221,6 +223,14 @@ async fn every_failure_answers_sso_failed_and_is_audited(env: TestEnv) {
     back.code = "a-code-the-provider-never-issued".into();
     sso_failed(finish(&app, &back).await);
 
+    // A code that expired at the provider (its codes live 60 seconds).
+    let started = start(&app, REDIRECT_URI).await.unwrap();
+    let back = Browser::new()
+        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
+        .await;
+    op.advance_clock(120).await;
+    sso_failed(finish(&app, &back).await);
+
     // An attempt finished after its ten minutes.
     let started = start(&app, REDIRECT_URI).await.unwrap();
     let back = Browser::new()
@@ -237,6 +247,7 @@ async fn every_failure_answers_sso_failed_and_is_audited(env: TestEnv) {
             "redirect_uri_mismatch",
             "issuer_mismatch",
             "id_token_invalid",
+            "code_refused",
             "code_refused",
             "state_expired",
         ]
@@ -369,6 +380,69 @@ async fn the_client_secret_and_the_id_token_are_never_stored_answered_or_audited
         .into_inner();
     let audit = format!("{:?}", audit.audit_events);
     assert!(!audit.contains(CLIENT_SECRET) && !audit.contains("eyJ"));
+    app.finish().await;
+}
+
+/// Runs the real binary with every log line on (`RUST_LOG=trace`) through configuring the provider,
+/// a sign-in, a code the provider refuses and a browser logout, and looks for each secret of
+/// them in every line: the client secret, the authorization code, the ID token, the session token
+/// and the session JWT.
+async fn no_sso_secret_reaches_a_log_line(env: TestEnv) {
+    let op = OidcProvider::start();
+    let mut app = TestApp::spawn_with(&env, cheap_hashing).await;
+    let server = TracedServer::replace(&mut app).await;
+    configure(&app, settings(&app.admin_tenant_id, &op, true)).await;
+
+    let started = start(&app, REDIRECT_URI).await.unwrap();
+    let back = Browser::new()
+        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
+        .await;
+    let signed_in = finish(&app, &back).await.expect("a sign-in");
+    let mut refused = Browser::new()
+        .sign_in(
+            &start(&app, REDIRECT_URI).await.unwrap().authorization_url,
+            "alice",
+            REDIRECT_URI,
+        )
+        .await;
+    let refused_code = std::mem::replace(&mut refused.code, back.code.clone());
+    assert_error(
+        &finish(&app, &refused).await.unwrap_err(),
+        Code::Unauthenticated,
+        "SSO_FAILED",
+    );
+    let request = pb::LogoutRequest {
+        ui_logout: true,
+        ..Default::default()
+    };
+    let out = app
+        .login
+        .clone()
+        .logout(bearer(request, &signed_in.session_token))
+        .await
+        .expect("logout")
+        .into_inner();
+    let url = reqwest::Url::parse(&out.redirect_url).expect("a logout URL");
+    let id_token = url
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .expect("the ID token as the logout hint");
+
+    let log = server.stop();
+    let secrets = [
+        ("the client secret", CLIENT_SECRET),
+        ("the authorization code", back.code.as_str()),
+        ("an unused authorization code", refused_code.as_str()),
+        ("the ID token", id_token.as_str()),
+        ("the session token", signed_in.session_token.as_str()),
+        ("the session JWT", signed_in.session_jwt.as_str()),
+    ];
+    for line in &log {
+        for (what, secret) in secrets {
+            assert!(!line.contains(secret), "{what} in a log line: {line}");
+        }
+    }
     app.finish().await;
 }
 

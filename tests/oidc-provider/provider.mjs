@@ -5,7 +5,7 @@
 //   CLIENT_SECRET    the client's secret
 //   REDIRECT_URIS    the client's redirect URIs, space-separated
 //   POST_LOGOUT_REDIRECT_URIS   the client's post-logout redirect URIs, space-separated
-// and reads "listening" on standard output once it serves. It signs ID tokens with a key made at
+// and reads "listening" on standard output once it serves; POST /test/clock moves its clock. It signs ID tokens with a key made at
 // each start, so that starting it again on the same port is a provider that rotated its keys.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -62,6 +62,20 @@ const provider = new Provider(issuer, {
     if (!account) return undefined;
     return { accountId: id, claims: async () => ({ sub: id, ...account }) };
   },
+});
+
+// The tests move the provider's clock forward (POST /test/clock?advance=SECONDS), so that what it
+// issued expires without a test waiting for it: oidc-provider reads the time from Date.now.
+let clockOffsetMs = 0;
+const realNow = Date.now;
+Date.now = () => realNow() + clockOffsetMs;
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'POST' && ctx.path === '/test/clock') {
+    clockOffsetMs += Number(ctx.query.advance) * 1000;
+    ctx.status = 204;
+    return;
+  }
+  await next();
 });
 
 // The development pages warn loudly on every start; the tests know.

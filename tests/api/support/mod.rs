@@ -6,3 +6,4 @@ pub mod oidc_provider;
 pub mod postgres;
 #[cfg(feature = "rest")]
 pub mod rest;
+pub mod traced_server;

@@ -85,6 +85,16 @@ impl OidcProvider {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Moves the provider's clock `seconds` forward, so that codes and sessions it issued expire.
+    pub async fn advance_clock(&self, seconds: u64) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/test/clock?advance={seconds}", self.issuer()))
+            .send()
+            .await
+            .expect("the provider's test clock");
+        assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    }
+
     /// Stops the provider and starts it again on the same port with a new signing key (its
     /// sessions and codes are gone too).
     pub fn restart_with_new_key(&mut self) {
