@@ -72,14 +72,41 @@ async fn finish(app: &TestApp, back: &Callback) -> Result<pb::LoginSsoResponse, 
     Ok(app.login.clone().login_sso(request).await?.into_inner())
 }
 
-/// StartSso, the browser through the provider's pages as `account`, and LoginSso.
-async fn sign_in(app: &TestApp, account: &str) -> Result<pb::LoginSsoResponse, tonic::Status> {
+/// StartSso, and the browser through the provider's pages as `account` back to REDIRECT_URI.
+async fn come_back(app: &TestApp, account: &str) -> Callback {
     let started = start(app, REDIRECT_URI).await.expect("StartSso");
     let back = Browser::new()
         .sign_in(&started.authorization_url, account, REDIRECT_URI)
         .await;
     assert_eq!(back.state, started.state, "the provider returns the state");
-    finish(app, &back).await
+    back
+}
+
+/// StartSso, the browser through the provider's pages as `account`, and LoginSso.
+async fn sign_in(app: &TestApp, account: &str) -> Result<pb::LoginSsoResponse, tonic::Status> {
+    finish(app, &come_back(app, account).await).await
+}
+
+/// Logout with `ui_logout`: the redirect URL answered (empty for a session with no provider), and
+/// its query parameters.
+async fn browser_logout(app: &TestApp, session_token: &str) -> (String, std::collections::HashMap<String, String>) {
+    let request = pb::LogoutRequest {
+        ui_logout: true,
+        ..Default::default()
+    };
+    let out = app
+        .login
+        .clone()
+        .logout(bearer(request, session_token))
+        .await
+        .expect("logout")
+        .into_inner();
+    if out.redirect_url.is_empty() {
+        return (out.redirect_url, Default::default());
+    }
+    let url = reqwest::Url::parse(&out.redirect_url).expect("a logout URL");
+    let query = url.query_pairs().into_owned().collect();
+    (out.redirect_url, query)
 }
 
 /// The reasons of the `login.sso_failed` events, oldest first.
@@ -180,10 +207,7 @@ async fn every_failure_answers_sso_failed_and_is_audited(env: TestEnv) {
     );
 
     // The code came to another redirect URI than the attempt's.
-    let started = start(&app, REDIRECT_URI).await.unwrap();
-    let back = Browser::new()
-        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
-        .await;
+    let back = come_back(&app, "alice").await;
     let request = pb::LoginSsoRequest {
         code: back.code.clone(),
         state: back.state.clone(),
@@ -193,10 +217,7 @@ async fn every_failure_answers_sso_failed_and_is_audited(env: TestEnv) {
     sso_failed(app.login.clone().login_sso(request).await.map(|r| r.into_inner()));
 
     // Another issuer in the RFC 9207 parameter (a mix-up).
-    let started = start(&app, REDIRECT_URI).await.unwrap();
-    let mut back = Browser::new()
-        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
-        .await;
+    let mut back = come_back(&app, "alice").await;
     back.iss = "https://other-idp.example.com".into();
     sso_failed(finish(&app, &back).await);
 
@@ -216,26 +237,17 @@ async fn every_failure_answers_sso_failed_and_is_audited(env: TestEnv) {
     sso_failed(finish(&app, &back).await);
 
     // A code the provider does not know.
-    let started = start(&app, REDIRECT_URI).await.unwrap();
-    let mut back = Browser::new()
-        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
-        .await;
+    let mut back = come_back(&app, "alice").await;
     back.code = "a-code-the-provider-never-issued".into();
     sso_failed(finish(&app, &back).await);
 
     // A code that expired at the provider (its codes live 60 seconds).
-    let started = start(&app, REDIRECT_URI).await.unwrap();
-    let back = Browser::new()
-        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
-        .await;
+    let back = come_back(&app, "alice").await;
     op.advance_clock(120).await;
     sso_failed(finish(&app, &back).await);
 
     // An attempt finished after its ten minutes.
-    let started = start(&app, REDIRECT_URI).await.unwrap();
-    let back = Browser::new()
-        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
-        .await;
+    let back = come_back(&app, "alice").await;
     app.clock.advance(chrono::Duration::minutes(10));
     sso_failed(finish(&app, &back).await);
 
@@ -308,20 +320,8 @@ async fn a_browser_logout_of_an_sso_session_is_sent_to_the_provider(env: TestEnv
     configure(&app, settings(&app.admin_tenant_id, &op, true)).await;
     let signed_in = sign_in(&app, "alice").await.unwrap();
 
-    let request = pb::LogoutRequest {
-        ui_logout: true,
-        ..Default::default()
-    };
-    let out = app
-        .login
-        .clone()
-        .logout(bearer(request, &signed_in.session_token))
-        .await
-        .expect("logout")
-        .into_inner();
-    let url = reqwest::Url::parse(&out.redirect_url).expect("a logout URL");
-    assert!(out.redirect_url.starts_with(&format!("{}/session/end?", op.issuer())));
-    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    let (url, query) = browser_logout(&app, &signed_in.session_token).await;
+    assert!(url.starts_with(&format!("{}/session/end?", op.issuer())));
     assert_eq!(query["post_logout_redirect_uri"], POST_LOGOUT_REDIRECT_URI);
     assert_eq!(query["client_id"], CLIENT_ID);
     let hint = &query["id_token_hint"];
@@ -336,18 +336,8 @@ async fn a_browser_logout_of_an_sso_session_is_sent_to_the_provider(env: TestEnv
     let password = app
         .login_ok(crate::support::app::ADMIN_USER, crate::support::app::ADMIN_PASSWORD)
         .await;
-    let request = pb::LogoutRequest {
-        ui_logout: true,
-        ..Default::default()
-    };
-    let out = app
-        .login
-        .clone()
-        .logout(bearer(request, &password.session_token))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(out.redirect_url, "");
+    let (url, _) = browser_logout(&app, &password.session_token).await;
+    assert_eq!(url, "");
     app.finish().await;
 }
 
@@ -393,41 +383,20 @@ async fn no_sso_secret_reaches_a_log_line(env: TestEnv) {
     let server = TracedServer::replace(&mut app).await;
     configure(&app, settings(&app.admin_tenant_id, &op, true)).await;
 
-    let started = start(&app, REDIRECT_URI).await.unwrap();
-    let back = Browser::new()
-        .sign_in(&started.authorization_url, "alice", REDIRECT_URI)
-        .await;
+    let back = come_back(&app, "alice").await;
     let signed_in = finish(&app, &back).await.expect("a sign-in");
-    let mut refused = Browser::new()
-        .sign_in(
-            &start(&app, REDIRECT_URI).await.unwrap().authorization_url,
-            "alice",
-            REDIRECT_URI,
-        )
-        .await;
+    let mut refused = come_back(&app, "alice").await;
     let refused_code = std::mem::replace(&mut refused.code, back.code.clone());
     assert_error(
         &finish(&app, &refused).await.unwrap_err(),
         Code::Unauthenticated,
         "SSO_FAILED",
     );
-    let request = pb::LogoutRequest {
-        ui_logout: true,
-        ..Default::default()
-    };
-    let out = app
-        .login
-        .clone()
-        .logout(bearer(request, &signed_in.session_token))
-        .await
-        .expect("logout")
-        .into_inner();
-    let url = reqwest::Url::parse(&out.redirect_url).expect("a logout URL");
-    let id_token = url
-        .query_pairs()
-        .find(|(k, _)| k == "id_token_hint")
-        .map(|(_, v)| v.into_owned())
-        .expect("the ID token as the logout hint");
+    let (_, query) = browser_logout(&app, &signed_in.session_token).await;
+    let id_token = query
+        .get("id_token_hint")
+        .expect("the ID token as the logout hint")
+        .clone();
 
     let log = server.stop();
     let secrets = [
