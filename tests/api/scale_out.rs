@@ -27,11 +27,10 @@ pub fn exclusive_tests() -> Vec<(&'static str, crate::TestFn)> {
 const ROUNDS: usize = 300;
 
 /// Waits until `identity` has revocations pushed to it.
-async fn until_pushed(identity: &Identity) {
+pub(crate) async fn until_pushed(identity: &Identity) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !identity.revocations_are_pushed() {
         assert!(Instant::now() < deadline, "the instance never listened for revocations");
-        tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -209,11 +209,7 @@ async fn three_replicas_over_a_primary_and_a_standby_agree_on_every_session(env:
         replicas.push(replica);
     }
     for replica in &replicas {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !replica.identity.revocations_are_pushed() {
-            assert!(Instant::now() < deadline, "a replica never listened for revocations");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::scale_out::until_pushed(&replica.identity).await;
     }
     let logins: Vec<_> = replicas
         .iter()
