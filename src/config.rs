@@ -16,6 +16,50 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
+    /// PEM file of the server's TLS certificate (then its chain). With `--tls-key`, the gRPC
+    /// port speaks TLS only; both files are read again when they change, without a restart.
+    /// Unset: plaintext.
+    #[arg(long, env = "IDENTITYD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the TLS certificate's private key.
+    #[arg(long, env = "IDENTITYD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM file of the CA certificates that sign clients' certificates: every client must then
+    /// present one (mutual TLS). Unset: clients are not asked for a certificate.
+    #[arg(long, env = "IDENTITYD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Most calls in flight on this server at once (health checks excepted); a call beyond it is
+    /// refused at once with RESOURCE_EXHAUSTED, `TOO_MANY_CALLS`. 0: no limit.
+    #[arg(long, env = "IDENTITYD_MAX_IN_FLIGHT", default_value_t = 1000)]
+    pub max_in_flight: usize,
+
+    /// Most calls one connection may have running at once; more wait on that connection for one
+    /// to finish. Unset: no limit beyond the streams limit.
+    #[arg(long, env = "IDENTITYD_MAX_CALLS_PER_CONNECTION")]
+    pub max_calls_per_connection: Option<usize>,
+
+    /// Most HTTP/2 streams (calls) a client may open at once on one connection; a client beyond
+    /// it waits for one to end.
+    #[arg(long, env = "IDENTITYD_MAX_CONCURRENT_STREAMS", default_value_t = 200)]
+    pub max_concurrent_streams: u32,
+
+    /// How often an idle connection is pinged (HTTP/2 PING) to find dead peers. 0s: never.
+    #[arg(long, env = "IDENTITYD_HTTP2_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = parse_duration_or_zero)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    #[arg(long, env = "IDENTITYD_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Address of the admin listener (plain HTTP): `/metrics` in the Prometheus text format,
+    /// `/healthz` and `/readyz` for orchestrators' probes. Unset: no admin listener, and no
+    /// metrics are kept. Keep it off the network callers reach.
+    #[arg(long, env = "IDENTITYD_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
     /// Database URL: postgres://user:password@host/db, sqlite://PATH or sqlite::memory:.
     /// Unset: the embedded SQLite database in the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -182,7 +226,8 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_LAST_USE_FLUSH", default_value = "5s", value_parser = parse_duration)]
     pub last_use_flush_interval: Duration,
 
-    /// Longest time a call may take before it is cancelled with DEADLINE_EXCEEDED.
+    /// Longest time a call may take, or less when the call's `grpc-timeout` says so; then the
+    /// server ends it (CANCELLED, "Timeout expired", as tonic answers).
     #[arg(long, env = "IDENTITYD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
@@ -241,6 +286,15 @@ impl Config {
     /// The command line of [`Config`] with every argument's environment variable removed.
     fn command_without_environment() -> clap::Command {
         <Self as Args>::augment_args(clap::Command::new("identityd")).mut_args(|arg| arg.env(None))
+    }
+
+    /// The TLS settings, when a certificate is configured.
+    pub fn tls(&self) -> Option<crate::tls::TlsSettings> {
+        Some(crate::tls::TlsSettings {
+            certificate: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The database URL in force: the one given, or the embedded SQLite file in the data directory.

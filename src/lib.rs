@@ -7,6 +7,8 @@
 //! AgileApps XML resources and JSON into the same core calls. Nothing depends on [`grpc`] but
 //! `rest`, which hands its JSON calls to the gRPC services in process.
 
+/// The admin listener: Prometheus metrics and HTTP health probes on an address of its own.
+pub mod admin_http;
 /// Secrets: password hashing on a bounded pool, session-token minting and hashing.
 pub mod auth;
 /// Wall-clock time, injectable so that expiry rules can be tested without waiting.
@@ -30,5 +32,7 @@ pub mod rest;
 pub mod startup;
 /// The `Store` trait, its records and errors, and one module per backend.
 pub mod store;
-/// The tracing subscriber, and running blocking work off the async threads with the span kept.
+/// The tracing subscriber (with optional OpenTelemetry export) and the metrics the service records.
 pub mod telemetry;
+/// TLS and mutual TLS for the gRPC listener, with a certificate read again when its files change.
+pub mod tls;

@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::admin_http::{self, AdminState};
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -20,7 +21,7 @@ use crate::grpc::DrainDeadline;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PgRevocationFeed, Store};
-use crate::{first_admin, grpc};
+use crate::{first_admin, grpc, tls};
 
 /// How often the database is pinged to keep the health status true.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -40,6 +41,8 @@ const HASH_MEMORY_IDLE: Duration = Duration::from_secs(10);
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The admin listener and its Prometheus handle, when an admin address is configured.
+    admin: Option<(TcpListener, PrometheusHandle)>,
     identity: Identity,
     config: Config,
 }
@@ -128,9 +131,14 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        let admin = match config.admin_addr {
+            Some(address) => Some((admin_http::bind(address).await?, crate::telemetry::metrics::install()?)),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
+            admin,
             identity,
             config,
         })
@@ -139,6 +147,11 @@ impl Application {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin listener listens on, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The core, for embedding programs and tests that need to seed data.
@@ -153,12 +166,24 @@ impl Application {
         let Self {
             listener,
             local_addr,
+            admin,
             identity,
             config,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        let (ready, ready_now) = tokio::sync::watch::channel(false);
         let store = identity.store().clone();
-        let health_task = tokio::spawn(watch_health(store, reporter.clone()));
+        let health_task = tokio::spawn(watch_health(store, reporter.clone(), ready.clone()));
+        let admin_task = admin.map(|(listener, metrics)| {
+            let store = identity.store().clone();
+            let state = AdminState {
+                metrics,
+                ready: ready_now,
+                before_scrape: Arc::new(move || store.report_pool_usage()),
+            };
+            tracing::info!(address = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving the admin endpoints");
+            tokio::spawn(admin_http::serve(listener, state))
+        });
         let flusher = identity.clone();
         let revocation_task = tokio::spawn({
             let identity = identity.clone();
@@ -214,17 +239,37 @@ impl Application {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         // Every connection and streaming response can be ended, for when the drain deadline passes.
         let deadline = DrainDeadline::new();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true)).map({
+        let tls = match config.tls() {
+            Some(settings) => {
+                let certificate = Arc::new(tls::ReloadingCertificate::load(&settings.certificate, &settings.key)?);
+                let server = tls::server_config(&settings, certificate.clone(), cfg!(feature = "rest"))?;
+                Some((tokio_rustls::TlsAcceptor::from(Arc::new(server)), certificate))
+            }
+            None => None,
+        };
+        let tls_on = tls.is_some();
+        let incoming = tls::accept(listener, tls).map({
             let deadline = deadline.clone();
-            move |accepted| accepted.map(|tcp| deadline.connection(tcp))
+            move |accepted| accepted.map(|connection| deadline.connection(connection))
         });
         let (drain, draining) = tokio::sync::oneshot::channel::<()>();
         let routes = served_routes(identity, &config)?;
-        tracing::info!(address = %local_addr, rest = cfg!(feature = "rest"), "serving gRPC");
-        let server = Server::builder()
+        tracing::info!(address = %local_addr, rest = cfg!(feature = "rest"), tls = tls_on, "serving gRPC");
+        let keepalive = Some(config.http2_keepalive_interval).filter(|interval| !interval.is_zero());
+        let mut builder = Server::builder()
             // HTTP/1.1 for the REST layer; gRPC stays on HTTP/2.
             .accept_http1(cfg!(feature = "rest"))
+            // The shorter of this and the call's own `grpc-timeout`.
             .timeout(config.request_timeout)
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .http2_keepalive_interval(keepalive)
+            .http2_keepalive_timeout(Some(config.http2_keepalive_timeout));
+        if let Some(limit) = config.max_calls_per_connection {
+            builder = builder.concurrency_limit_per_connection(limit);
+        }
+        let server = builder
+            .layer(grpc::RpcTelemetryLayer)
+            .layer(grpc::InFlightLimitLayer::new(config.max_in_flight))
             .layer(deadline.layer())
             .layer(grpc::DecodeErrorLayer::new(config.max_request_bytes))
             .add_routes(routes)
@@ -242,6 +287,7 @@ impl Application {
                 tracing::info!(?grace, "shutdown requested: draining calls in flight");
                 // Health watchers learn first, so that load balancers stop sending calls here.
                 health_task.abort();
+                ready.send_replace(false);
                 set_every_status(&reporter, ServingStatus::NotServing).await;
                 let _ = drain.send(());
                 match tokio::time::timeout(grace, &mut server).await {
@@ -265,6 +311,9 @@ impl Application {
             }
         };
         health_task.abort();
+        if let Some(task) = admin_task {
+            task.abort();
+        }
         flush_task.abort();
         sweep_task.abort();
         revocation_task.abort();
@@ -305,19 +354,25 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 /// Keeps every service's health status in step with the database: SERVING while it answers,
 /// NOT_SERVING while it does not.
-async fn watch_health(store: Arc<dyn Store>, reporter: HealthReporter) {
+async fn watch_health(store: Arc<dyn Store>, reporter: HealthReporter, ready: tokio::sync::watch::Sender<bool>) {
     let mut last = None;
     let mut tick = tokio::time::interval(HEALTH_PROBE_INTERVAL);
     loop {
         tick.tick().await;
+        let started = std::time::Instant::now();
         let status = match store.ping().await {
-            Ok(()) => ServingStatus::Serving,
+            Ok(()) => {
+                crate::telemetry::metrics::db_ping(started.elapsed());
+                ServingStatus::Serving
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "database unreachable");
                 ServingStatus::NotServing
             }
         };
         if last != Some(status) {
+            // Readiness first: whoever sees the health status change finds /readyz agreeing.
+            ready.send_replace(status == ServingStatus::Serving);
             set_every_status(&reporter, status).await;
             last = Some(status);
         }

@@ -6,6 +6,7 @@ use tokio::sync::Semaphore;
 
 use super::hashing_workers::HashingWorkers;
 use super::password_hasher::HashingError;
+use crate::telemetry::metrics;
 
 /// The hashing threads, and the permits that bound how much hashing runs and waits.
 pub struct HashingAdmission {
@@ -33,16 +34,38 @@ impl HashingAdmission {
         &self,
         work: impl FnOnce() -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
-        let _admitted = self.admitted.try_acquire().map_err(|_| HashingError::Overloaded)?;
+        let _admitted = self.admitted.try_acquire().map_err(|_| {
+            metrics::hashing_rejected();
+            HashingError::Overloaded
+        })?;
+        let _counted = Counted::new(metrics::hashing_admitted);
+        let queued = Counted::new(metrics::hashing_queued);
         let _worker = self
             .workers
             .acquire()
             .await
             .map_err(|e| HashingError::Failed(anyhow::anyhow!("hashing pool closed: {e}")))?;
+        drop(queued);
         self.threads
             .run(work)
             .await
             .ok_or_else(|| HashingError::Failed(anyhow::anyhow!("hashing thread ended")))?
+    }
+}
+
+/// One in a gauge for as long as it lives: counted out however the call ends, cancelled included.
+struct Counted(fn(f64));
+
+impl Counted {
+    fn new(gauge: fn(f64)) -> Self {
+        gauge(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.0)(-1.0);
     }
 }
 

@@ -130,7 +130,9 @@ impl ValidationCache {
     }
 
     pub fn get(&self, token_hash: &[u8]) -> Option<SessionLookup> {
-        self.get_at(token_hash, Instant::now())
+        let found = self.get_at(token_hash, Instant::now());
+        crate::telemetry::metrics::validation_cache(found.is_some());
+        found
     }
 
     fn get_at(&self, token_hash: &[u8], now: Instant) -> Option<SessionLookup> {

@@ -26,6 +26,10 @@ pub mod reason {
     /// The server is shutting down and ended the call at its drain deadline. UNAVAILABLE: call
     /// again, and another instance will answer.
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    /// The server has as many calls in flight as it takes (`IDENTITYD_MAX_IN_FLIGHT`, named in
+    /// `ErrorInfo.metadata["max_in_flight"]`). RESOURCE_EXHAUSTED with a `RetryInfo`: call again
+    /// later, or another instance.
+    pub const TOO_MANY_CALLS: &str = "TOO_MANY_CALLS";
 }
 
 /// Maps a core error to a status with a `google.rpc.ErrorInfo` and, for bad input, a
@@ -116,6 +120,20 @@ pub fn shutting_down() -> Status {
     Status::with_error_details_vec(
         Code::Unavailable,
         "the server is shutting down: call again",
+        [
+            ErrorDetail::from(info),
+            ErrorDetail::from(RetryInfo::new(Some(RETRY_DELAY))),
+        ],
+    )
+}
+
+/// The answer to a call beyond the server's limit of calls in flight.
+pub fn too_many_calls(limit: usize) -> Status {
+    let metadata = HashMap::from([("max_in_flight".to_owned(), limit.to_string())]);
+    let info = ErrorInfo::new(reason::TOO_MANY_CALLS, ERROR_DOMAIN, metadata);
+    Status::with_error_details_vec(
+        Code::ResourceExhausted,
+        format!("the server has {limit} calls in flight, as many as it takes: call again later"),
         [
             ErrorDetail::from(info),
             ErrorDetail::from(RetryInfo::new(Some(RETRY_DELAY))),

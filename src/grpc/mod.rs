@@ -8,8 +8,10 @@ mod decode_errors;
 mod drain;
 pub mod error;
 mod identity_providers;
+mod in_flight_limit;
 mod login;
 mod request;
+mod rpc_telemetry;
 mod session;
 
 use tonic::service::Routes;
@@ -18,6 +20,8 @@ use crate::core::Identity;
 
 pub use decode_errors::DecodeErrorLayer;
 pub use drain::{Cuttable, DrainDeadline, DrainLayer};
+pub use in_flight_limit::InFlightLimitLayer;
+pub use rpc_telemetry::{REQUEST_ID, RpcTelemetryLayer};
 
 /// Code generated from `proto/identity/v1/`.
 pub mod pb {

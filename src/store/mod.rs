@@ -59,6 +59,9 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// Sets the database pool gauges to the pools' usage as of now (for a metrics scrape).
+    fn report_pool_usage(&self) {}
+
     /// Keeps the standbys' lag measured, for as long as the task runs; returns at once when
     /// there are none.
     async fn watch_standbys(&self) {}

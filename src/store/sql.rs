@@ -19,6 +19,7 @@ use super::{
     UserWrite,
 };
 use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
+use crate::telemetry::metrics;
 
 /// A [`Store`] over any database with a [`Dialect`].
 pub struct SqlStore<DB: Database> {
@@ -465,6 +466,18 @@ where
         DB::watch_standbys(&self.reader, &self.standbys).await;
     }
 
+    fn report_pool_usage(&self) {
+        let report = |name, pool: &Pool<DB>| {
+            metrics::db_pool(name, pool.size(), pool.num_idle(), pool.options().get_max_connections());
+        };
+        report("primary", &self.writer);
+        // A database file has read-only connections of its own beside its one writer; elsewhere
+        // the reader is the same pool as the writer.
+        if self.file.is_some() {
+            report("reader", &self.reader);
+        }
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         if let Some(file) = &self.file {
             file.check()?;
@@ -812,13 +825,17 @@ where
         // standby that lacks it answers "unknown", and its lookup then goes to the primary.
         let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await?;
         Self::insert_session_in(&mut tx, s).await?;
-        Self::commit(tx, audit).await
+        Self::commit(tx, audit).await?;
+        metrics::session_opened(s.kind.as_str());
+        Ok(())
     }
 
     async fn start_impersonation(&self, s: &SessionRecord, audits: &[AuditEvent]) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::insert_session_in(&mut tx, s).await?;
-        Self::commit_all(tx, audits).await
+        Self::commit_all(tx, audits).await?;
+        metrics::session_opened(s.kind.as_str());
+        Ok(())
     }
 
     async fn end_impersonation(
@@ -851,6 +868,10 @@ where
             Self::insert_session_in(&mut tx, fresh).await?;
         }
         Self::commit_all(tx, audits).await?;
+        metrics::sessions_ended(1);
+        if let Some(fresh) = fresh {
+            metrics::session_opened(fresh.kind.as_str());
+        }
         Ok(true)
     }
 
@@ -892,7 +913,9 @@ where
         .arg(session_id)
         .arg(user_id)
         .arg(StoredTime(audit.time));
-        self.change_one(end, audit).await
+        let ended = self.change_one(end, audit).await?;
+        metrics::sessions_ended(u64::from(ended));
+        Ok(ended)
     }
 
     async fn set_service_account_session_expiry(
@@ -918,7 +941,9 @@ where
         )
         .arg(session_id)
         .arg(StoredTime(audit.time));
-        self.change_one(end, audit).await
+        let ended = self.change_one(end, audit).await?;
+        metrics::sessions_ended(u64::from(ended));
+        Ok(ended)
     }
 
     async fn delete_old_sessions(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
@@ -936,6 +961,7 @@ where
         let mut tx = self.begin().await?;
         let ended = Self::end_user_sessions_in(&mut tx, user_id, keep, audit.time).await?;
         Self::commit(tx, audit).await?;
+        metrics::sessions_ended(ended);
         Ok(ended)
     }
 
@@ -1334,7 +1360,9 @@ where
             .arg(sign_in.id_token_sealed)
             .execute(&mut *tx)
             .await?;
-        Self::commit_all(tx, audits).await
+        Self::commit_all(tx, audits).await?;
+        metrics::session_opened(sign_in.session.kind.as_str());
+        Ok(())
     }
 
     async fn sso_id_token(&self, session_id: Uuid) -> StoreResult<Option<Vec<u8>>> {

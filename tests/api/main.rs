@@ -22,8 +22,10 @@ mod failed_logins;
 mod health;
 mod identity_providers;
 mod impersonation;
+mod limits;
 mod login;
 mod names;
+mod observability;
 mod passwords;
 mod races;
 #[cfg(feature = "rest")]
@@ -37,6 +39,7 @@ mod shutdown;
 mod sso;
 mod standbys;
 mod startup;
+mod tls;
 mod user_sessions;
 
 use std::future::Future;
@@ -82,6 +85,8 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("user_sessions", user_sessions::tests()),
         ("impersonation", impersonation::tests()),
         ("sso", sso::tests()),
+        ("observability", observability::tests()),
+        ("limits", limits::tests()),
     ];
     #[cfg(feature = "rest")]
     modules.push(("rest", rest::tests()));
@@ -94,11 +99,14 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("shutdown", shutdown::postgres_tests()));
             modules.push(("scale_out", scale_out::postgres_tests()));
             modules.push(("standbys", standbys::postgres_tests()));
+            modules.push(("observability", observability::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));
             modules.push(("errors", errors::sqlite_tests()));
             modules.push(("health", health::sqlite_tests()));
+            modules.push(("observability", observability::sqlite_tests()));
+            modules.push(("tls", tls::sqlite_tests()));
         }
     }
     (named(modules), exclusive)

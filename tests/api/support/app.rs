@@ -40,6 +40,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// The server's address; a restart changes it.
     pub addr: std::net::SocketAddr,
+    /// The admin listener's address, when the configuration names one.
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub channel: Channel,
     pub login: LoginServiceClient<Channel>,
     pub sessions: SessionServiceClient<Channel>,
@@ -104,10 +106,12 @@ impl TestApp {
         assert!(app.identity().bootstrap(&bootstrap).await.expect("bootstrap"));
         let identity = app.identity().clone();
         let addr = app.local_addr();
+        let admin_addr = app.admin_addr();
         let (channel, shutdown, server) = serve(app).await;
         let mut app = TestApp {
             clock,
             addr,
+            admin_addr,
             login: LoginServiceClient::new(channel.clone()),
             sessions: SessionServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),
@@ -143,6 +147,7 @@ impl TestApp {
             .expect("rebuild the application");
         self.identity = app.identity().clone();
         self.addr = app.local_addr();
+        self.admin_addr = app.admin_addr();
         let (channel, shutdown, server) = serve(app).await;
         self.login = LoginServiceClient::new(channel.clone());
         self.sessions = SessionServiceClient::new(channel.clone());

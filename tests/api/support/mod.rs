@@ -1,5 +1,6 @@
 pub mod app;
 pub mod calls;
+pub mod certificates;
 pub mod db;
 pub mod oidc_browser;
 pub mod oidc_provider;

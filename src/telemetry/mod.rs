@@ -1,3 +1,8 @@
+//! Telemetry set up once: the tracing subscriber (and, with the `otlp` feature, OpenTelemetry
+//! export), and the metrics every part of the service records.
+
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
