@@ -95,6 +95,12 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Postgres only: the longest a statement may run before Postgres cancels it (and the call
+    /// answers UNAVAILABLE), so that a slow or blocked query cannot hold a pool connection for
+    /// long. 0s: no limit.
+    #[arg(long, env = "IDENTITYD_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub db_statement_timeout: Duration,
+
     /// SQLite only: how long a write waits for another process holding the database's write lock
     /// before the call answers UNAVAILABLE. 0s: it does not wait.
     #[arg(long, env = "IDENTITYD_SQLITE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration_or_zero)]

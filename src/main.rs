@@ -51,7 +51,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    telemetry::init(cli.config.log_format);
+    let _telemetry = telemetry::init(cli.config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Application::build(cli.config).await?.run_until(shutdown_signal()).await,
         Command::Migrate => {

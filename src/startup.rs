@@ -63,6 +63,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             &read_urls,
             config.read_max_lag,
             config.db_max_connections,
+            config.db_statement_timeout,
         )?;
         store.migrate().await?;
         Arc::new(store)

@@ -43,9 +43,15 @@ fn is_sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
 /// SQLSTATEs that mean "the database cannot serve right now", not "this query is wrong":
 /// connection exceptions (08), operator intervention such as a shutdown or a terminated backend
 /// (57P), insufficient resources (53), a database that does not exist (3D000) or is not
-/// accepting connections (55000, raised at connect).
+/// accepting connections (55000, raised at connect), and a statement cancelled (57014) — at the
+/// statement timeout, by a database too slow or too locked to answer in time.
 fn is_unavailable_sqlstate(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") || code == "3D000" || code == "55000"
+    code.starts_with("08")
+        || code.starts_with("57P")
+        || code.starts_with("53")
+        || code == "3D000"
+        || code == "55000"
+        || code == "57014"
 }
 
 impl From<sqlx::Error> for StoreError {

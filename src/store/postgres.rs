@@ -117,25 +117,28 @@ impl PostgresStore {
     /// Connects lazily: the pool opens connections on first use, so the service can start (and
     /// report NOT_SERVING) while the database is still coming up.
     pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        Self::connect_lazy_with_standbys(url, &[], Duration::ZERO, max_connections)
+        Self::connect_lazy_with_standbys(url, &[], Duration::ZERO, max_connections, Duration::ZERO)
     }
 
     /// [`Self::connect_lazy`], with hot standbys at `read_urls` for the hot reads, each read only
-    /// while at most `max_lag` behind (see [`super::standbys`]).
+    /// while at most `max_lag` behind (see [`super::standbys`]). Every statement is cancelled
+    /// after `statement_timeout` (none with zero), so that no slow query holds a connection of the
+    /// pool for long; the call then answers UNAVAILABLE.
     pub fn connect_lazy_with_standbys(
         url: &str,
         read_urls: &[String],
         max_lag: Duration,
         max_connections: u32,
+        statement_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let pool = Self::lazy_pool(url, max_connections).context("the database URL")?;
+        let pool = Self::lazy_pool(url, max_connections, statement_timeout).context("the database URL")?;
         let mut standbys = Vec::new();
         for read_url in read_urls {
             let options: PgConnectOptions = read_url
                 .parse()
                 .context("a database read URL is not a valid postgres:// URL")?;
             let name = format!("{}:{}", options.get_host(), options.get_port());
-            standbys.push((Self::lazy_pool(read_url, max_connections)?, name));
+            standbys.push((Self::lazy_pool(read_url, max_connections, statement_timeout)?, name));
         }
         Ok(Self {
             writer: pool.clone(),
@@ -145,8 +148,12 @@ impl PostgresStore {
         })
     }
 
-    fn lazy_pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-        let options: PgConnectOptions = url.parse().context("not a valid postgres:// URL")?;
+    fn lazy_pool(url: &str, max_connections: u32, statement_timeout: Duration) -> anyhow::Result<PgPool> {
+        let mut options: PgConnectOptions = url.parse().context("not a valid postgres:// URL")?;
+        if !statement_timeout.is_zero() {
+            // Set at connect (a startup parameter), so that it holds for every statement.
+            options = options.options([("statement_timeout", format!("{}ms", statement_timeout.as_millis()))]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))

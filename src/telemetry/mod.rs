@@ -2,6 +2,8 @@
 //! export), and the metrics every part of the service records.
 
 pub mod metrics;
+#[cfg(feature = "otlp")]
+mod otlp;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -14,14 +16,58 @@ pub enum LogFormat {
 }
 
 /// Installs the global tracing subscriber once. `RUST_LOG` filters (default `info`, sqlx at `warn`). Calling it
-/// again is harmless, so tests may each ask for logs.
-pub fn init(format: LogFormat) {
+/// again is harmless, so tests may each ask for logs. With the `otlp` feature and
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are exported too, until the answer is dropped.
+#[must_use = "spans still buffered are exported when the guard is dropped"]
+pub fn init(format: LogFormat) -> TelemetryGuard {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE);
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
+    #[cfg(feature = "otlp")]
+    let (export, guard) = match otlp::layer() {
+        Ok(Some((layer, provider))) => (
+            Some(layer),
+            TelemetryGuard {
+                provider: Some(provider),
+            },
+        ),
+        Ok(None) => (None, TelemetryGuard::default()),
+        Err(e) => {
+            eprintln!("identityd: OpenTelemetry export is off: {e:#}");
+            (None, TelemetryGuard::default())
+        }
+    };
+    #[cfg(not(feature = "otlp"))]
+    let (export, guard) = (None::<tracing_subscriber::layer::Identity>, TelemetryGuard::default());
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(export)
+        .try_init();
+    guard
+}
+
+/// Keeps the span export running; dropping it sends what is still buffered.
+#[derive(Default)]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("identityd: exporting the last spans failed: {e}");
+        }
+    }
 }

@@ -19,6 +19,7 @@ mod authorization;
 mod concurrency;
 mod errors;
 mod failed_logins;
+mod faults;
 mod health;
 mod identity_providers;
 mod impersonation;
@@ -100,6 +101,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("scale_out", scale_out::postgres_tests()));
             modules.push(("standbys", standbys::postgres_tests()));
             modules.push(("observability", observability::postgres_tests()));
+            modules.push(("faults", faults::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));
@@ -135,7 +137,7 @@ fn trial(store: StoreKind, env: &TestEnv, name: &str, test: TestFn) -> Trial {
 fn main() {
     let args = Arguments::from_args();
     if std::env::var_os("TEST_LOG").is_some() {
-        identityd::telemetry::init(identityd::telemetry::LogFormat::Text);
+        std::mem::forget(identityd::telemetry::init(identityd::telemetry::LogFormat::Text));
     }
     let mut postgres = TestPostgres::start();
     eprintln!(

@@ -142,6 +142,39 @@ impl ReplicatedPostgres {
     }
 }
 
+/// A throwaway cluster of a test's own, to stop and start again under a running server without
+/// disturbing the other tests (blocking calls: make them off the runtime).
+#[allow(dead_code)] // used by the service's tests, not by the load generator's
+pub struct RestartablePostgres {
+    cluster: Cluster,
+}
+
+#[allow(dead_code)]
+impl RestartablePostgres {
+    pub fn start() -> RestartablePostgres {
+        RestartablePostgres {
+            cluster: Cluster::start(),
+        }
+    }
+
+    /// `postgres://…` URL of its maintenance database.
+    pub fn base_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.cluster.port)
+    }
+
+    /// Stops the server (a fast shutdown: clients are disconnected).
+    pub fn stop(&mut self) {
+        self.cluster.stop_server();
+    }
+
+    /// Starts it again on the same port, and waits until it accepts connections.
+    pub fn start_again(&mut self) {
+        if let Err((why, log)) = self.cluster.start_server_on_port() {
+            panic!("Postgres did not start again: {why}. Server log:\n{log}");
+        }
+    }
+}
+
 /// Replaces the database name (the path component) in a postgres URL, keeping any query string
 /// and fragment; a URL without a path gets one.
 ///
@@ -301,6 +334,11 @@ impl Cluster {
     /// stops whatever is left of it and returns what went wrong and the server log.
     fn start_server(&mut self) -> Result<(), (String, String)> {
         self.port = free_port();
+        self.start_server_on_port()
+    }
+
+    /// [`Self::start_server`] on the port the cluster already has (after [`Self::stop_server`]).
+    fn start_server_on_port(&mut self) -> Result<(), (String, String)> {
         let log_path = self.log_path();
         let log = fs::File::create(&log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
         let log_for_stderr = log.try_clone().expect("duplicate the server log handle");
