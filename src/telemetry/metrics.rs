@@ -8,10 +8,11 @@
 //! (anything else is `unknown`), codes are gRPC or HTTP status codes, and no label holds a
 //! secret, a user, a tenant or an address.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use metrics::{Label, SharedString, counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, Label, SharedString, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Calls answered, by `service`, `method` and `code` (the gRPC code's name, or the HTTP status for
@@ -57,15 +58,19 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// Installs the Prometheus recorder for the whole process, once, and answers its handle (the same
 /// one on every call).
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
+    // A lock rather than a `OnceLock`: two servers starting at once must not both install one.
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = HANDLE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = &*installed {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
         .install_recorder()?;
     describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    let _ = HANDLES.set(make_handles());
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 fn describe() {
@@ -90,48 +95,135 @@ fn describe() {
     describe_counter!(SESSIONS_ENDED, "Sessions ended by a logout or a revocation");
 }
 
+/// How a call ended: a gRPC code's name, or an HTTP status (a REST request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Grpc(&'static str),
+    Http(u16),
+}
+
+impl Outcome {
+    fn label(self) -> SharedString {
+        match self {
+            Self::Grpc(name) => name.into(),
+            Self::Http(status) => status.to_string().into(),
+        }
+    }
+}
+
+/// The handles of the metrics recorded on every call, made once when the recorder is installed:
+/// recording through a handle skips the registry's lookup of the name and labels. Before then
+/// (no admin listener) there is nothing to record, and recording costs one atomic load.
+struct Handles {
+    in_flight: Gauge,
+    overloaded: Counter,
+    hashing_admitted: Gauge,
+    hashing_queued: Gauge,
+    hashing_rejected: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    ping: Histogram,
+    sessions_ended: Counter,
+    /// Per service, method and outcome, keyed by where their `'static` names live (service and
+    /// method names are interned once per process) and the HTTP status.
+    calls: RwLock<HashMap<(usize, usize, usize), (Counter, Histogram)>>,
+}
+
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+
+fn handles() -> Option<&'static Handles> {
+    HANDLES.get()
+}
+
+fn make_handles() -> Handles {
+    Handles {
+        in_flight: gauge!(RPC_IN_FLIGHT),
+        overloaded: counter!(RPC_OVERLOADED),
+        hashing_admitted: gauge!(HASHING_ADMITTED),
+        hashing_queued: gauge!(HASHING_QUEUED),
+        hashing_rejected: counter!(HASHING_REJECTED),
+        cache_hits: counter!(VALIDATION_CACHE_HITS),
+        cache_misses: counter!(VALIDATION_CACHE_MISSES),
+        ping: histogram!(DB_PING_DURATION),
+        sessions_ended: counter!(SESSIONS_ENDED),
+        calls: RwLock::new(HashMap::new()),
+    }
+}
+
 /// One call answered.
-pub fn rpc_answered(service: &'static str, method: &'static str, code: SharedString, elapsed: Duration) {
-    let labels = vec![
-        Label::new("service", service),
-        Label::new("method", method),
-        Label::new("code", code),
-    ];
-    histogram!(RPC_DURATION, labels.clone()).record(elapsed.as_secs_f64());
-    counter!(RPC_REQUESTS, labels).increment(1);
+pub fn rpc_answered(service: &'static str, method: &'static str, outcome: Outcome, elapsed: Duration) {
+    let Some(handles) = handles() else { return };
+    let key = (
+        service.as_ptr() as usize,
+        method.as_ptr() as usize,
+        match outcome {
+            Outcome::Grpc(name) => name.as_ptr() as usize,
+            Outcome::Http(status) => usize::from(status),
+        },
+    );
+    let found = handles
+        .calls
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    let (requests, duration) = found.unwrap_or_else(|| {
+        let labels = vec![
+            Label::new("service", service),
+            Label::new("method", method),
+            Label::new("code", outcome.label()),
+        ];
+        let made = (counter!(RPC_REQUESTS, labels.clone()), histogram!(RPC_DURATION, labels));
+        let mut calls = handles.calls.write().unwrap_or_else(|e| e.into_inner());
+        calls.entry(key).or_insert(made).clone()
+    });
+    duration.record(elapsed.as_secs_f64());
+    requests.increment(1);
 }
 
 /// The number of calls in flight changed by `delta`.
 pub fn rpc_in_flight(delta: f64) {
-    gauge!(RPC_IN_FLIGHT).increment(delta);
+    if let Some(handles) = handles() {
+        handles.in_flight.increment(delta);
+    }
 }
 
 /// A call refused at the server's limit of calls in flight.
 pub fn rpc_overloaded() {
-    counter!(RPC_OVERLOADED).increment(1);
+    if let Some(handles) = handles() {
+        handles.overloaded.increment(1);
+    }
 }
 
 /// Hashes admitted (running or waiting) changed by `delta`.
 pub fn hashing_admitted(delta: f64) {
-    gauge!(HASHING_ADMITTED).increment(delta);
+    if let Some(handles) = handles() {
+        handles.hashing_admitted.increment(delta);
+    }
 }
 
 /// Hashes waiting for a thread changed by `delta`.
 pub fn hashing_queued(delta: f64) {
-    gauge!(HASHING_QUEUED).increment(delta);
+    if let Some(handles) = handles() {
+        handles.hashing_queued.increment(delta);
+    }
 }
 
 /// A hash refused: the queue was full.
 pub fn hashing_rejected() {
-    counter!(HASHING_REJECTED).increment(1);
+    if let Some(handles) = handles() {
+        handles.hashing_rejected.increment(1);
+    }
 }
 
 /// A validation answered from the cache (`hit`) or not.
 pub fn validation_cache(hit: bool) {
-    if hit {
-        counter!(VALIDATION_CACHE_HITS).increment(1);
-    } else {
-        counter!(VALIDATION_CACHE_MISSES).increment(1);
+    if let Some(handles) = handles() {
+        if hit {
+            handles.cache_hits.increment(1);
+        } else {
+            handles.cache_misses.increment(1);
+        }
     }
 }
 
@@ -145,7 +237,9 @@ pub fn db_pool(pool: &'static str, open: u32, idle: usize, max: u32) {
 
 /// The health probe's query took `elapsed`.
 pub fn db_ping(elapsed: Duration) {
-    histogram!(DB_PING_DURATION).record(elapsed.as_secs_f64());
+    if let Some(handles) = handles() {
+        handles.ping.record(elapsed.as_secs_f64());
+    }
 }
 
 /// A session of `kind` opened.
@@ -155,7 +249,9 @@ pub fn session_opened(kind: &'static str) {
 
 /// `count` sessions ended by a logout or a revocation.
 pub fn sessions_ended(count: u64) {
-    if count > 0 {
-        counter!(SESSIONS_ENDED).increment(count);
+    if let Some(handles) = handles()
+        && count > 0
+    {
+        handles.sessions_ended.increment(count);
     }
 }

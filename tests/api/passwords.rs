@@ -674,11 +674,18 @@ async fn no_password_reaches_a_table_or_a_log_line(env: TestEnv) {
         password: reset.into(),
         skip_force_change_password: false,
     };
-    admin.set_user_password(bearer(set, &admin_token)).await.unwrap();
+    // A caller that puts its token where the request id goes: it is replaced, never recorded.
+    let mut set = bearer(set, &admin_token);
+    set.metadata_mut().insert("x-request-id", admin_token.parse().unwrap());
+    admin.set_user_password(set).await.unwrap();
     login.login(sign_in("lou@example.com", reset)).await.unwrap();
 
     let log = server.stop();
-    let secrets = [ADMIN_PASSWORD, created, wrong, changed, reset];
+    assert!(
+        log.iter().any(|line| line.contains("request_id=")),
+        "the calls' spans are in the log"
+    );
+    let secrets = [ADMIN_PASSWORD, created, wrong, changed, reset, admin_token.as_str()];
     for line in &log {
         for secret in secrets {
             assert!(!line.contains(secret), "a password in a log line: {line}");
