@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The cost of metrics and tracing: ValidateSession's rate with them on ÷ off, in the same run.
 
-    python3 bench/observability.py [--store sqlite|postgres] [--duration 10s] [--rounds 2] [--bin-dir DIR]
+    python3 bench/observability.py [--store sqlite|postgres] [--duration 10s] [--rounds 2] [--bin-dir DIR] [--split]
 
 "On" is a server with the admin listener (IDENTITYD_ADMIN_ADDR: the Prometheus recorder records
 every call) and RUST_LOG=info (the per-call `rpc` span is made and entered for every call); "off"
@@ -9,6 +9,8 @@ is the same binary without the admin listener (metrics go to the no-op recorder)
 RUST_LOG=warn (the span is disabled). Both serve the same database, one after the other, in the
 order off, on, on, off for each round, so that the machine's drift falls on both alike; the /metrics
 endpoint is scraped after each "on" run, as Prometheus would, to check it counted the calls.
+With --split, metrics alone and tracing alone are measured too (order off, metrics, tracing, on,
+then the reverse), to say which one costs.
 """
 import argparse
 import os
@@ -30,10 +32,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def measure(url, on, duration):
-    settings = {"RUST_LOG": "info" if on else "warn"}
+def measure(url, config, duration):
+    metrics, tracing = {"off": (False, False), "metrics": (True, False), "tracing": (False, True),
+                        "on": (True, True)}[config]
+    settings = {"RUST_LOG": "info" if tracing else "warn"}
     admin = None
-    if on:
+    if metrics:
         admin = f"127.0.0.1:{free_port()}"
         settings["IDENTITYD_ADMIN_ADDR"] = admin
     server = bench.Server(url, **settings)
@@ -58,6 +62,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--bin-dir", help="use these release binaries instead of building target/release")
+    parser.add_argument("--split", action="store_true", help="measure metrics alone and tracing alone too")
     args = parser.parse_args()
     if args.bin_dir:
         bench.use_binaries(args.bin_dir)
@@ -70,20 +75,24 @@ def main():
         url = f"{args.postgres}/{name}"
     else:
         url = f"sqlite://{tmp}/bench.db"
-    rates = {False: [], True: []}
+    configs = ["off", "metrics", "tracing", "on"] if args.split else ["off", "on"]
+    rates = {config: [] for config in configs}
     try:
         for _ in range(args.rounds):
-            for on in (False, True, True, False):
-                print(f"== metrics and tracing {'on' if on else 'off'}", flush=True)
-                rates[on].append(measure(url, on, args.duration))
+            for config in configs + configs[::-1]:
+                print(f"== {config}", flush=True)
+                rates[config].append(measure(url, config, args.duration))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if args.store == "postgres":
             subprocess.run(["psql", f"{args.postgres}/postgres", "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
-    on, off = sum(rates[True]) / len(rates[True]), sum(rates[False]) / len(rates[False])
-    print(f"\nvalidate rate, metrics and tracing on ÷ off ({args.store}, concurrency 64, 64 sessions): "
-          f"{on / off:.3f} ({on:.0f} / {off:.0f} requests/s; on {[round(r) for r in rates[True]]}, "
-          f"off {[round(r) for r in rates[False]]})")
+    mean = {config: sum(r) / len(r) for config, r in rates.items()}
+    print()
+    for config in configs[1:]:
+        label = "metrics and tracing on" if config == "on" else f"{config} alone"
+        print(f"validate rate, {label} ÷ off ({args.store}, concurrency 64, 64 sessions): "
+              f"{mean[config] / mean['off']:.3f} ({mean[config]:.0f} / {mean['off']:.0f} requests/s; "
+              f"{config} {[round(r) for r in rates[config]]}, off {[round(r) for r in rates['off']]})")
 
 
 if __name__ == "__main__":

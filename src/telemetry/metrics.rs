@@ -126,8 +126,12 @@ struct Handles {
     sessions_ended: Counter,
     /// Per service, method and outcome, keyed by where their `'static` names live (service and
     /// method names are interned once per process) and the HTTP status.
-    calls: RwLock<HashMap<(usize, usize, usize), (Counter, Histogram)>>,
+    calls: RwLock<HashMap<CallKey, (Counter, Histogram)>>,
 }
+
+/// Where a call's service and method names live, and its gRPC code's name (where it lives) or
+/// HTTP status.
+type CallKey = (usize, usize, usize);
 
 static HANDLES: OnceLock<Handles> = OnceLock::new();
 
