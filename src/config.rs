@@ -9,6 +9,13 @@ use crate::auth::{HashingSettings, KeyEncryptionKey};
 use crate::core::{JwtSettings, SessionSettings};
 use crate::telemetry::LogFormat;
 
+/// What stands between identityd and Postgres (see [`Config::database_pooler`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatabasePooler {
+    None,
+    Transaction,
+}
+
 /// Everything `identityd serve` can be told, from flags or the environment.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -26,6 +33,14 @@ pub struct Config {
     /// database URL.
     #[arg(long, env = "DATABASE_LISTEN_URL", hide_env_values = true)]
     pub database_listen_url: Option<SecretString>,
+
+    /// Postgres only: what the database URL and the read URLs lead to. `none`: Postgres itself, or
+    /// a pooler that keeps a client on one server connection for its whole session. `transaction`:
+    /// a pooler that lends a server connection for one transaction at a time (pgbouncer's
+    /// `pool_mode = transaction`); every statement then runs in a transaction, and none is kept
+    /// prepared. Needs DATABASE_LISTEN_URL, a direct connection, for listening and migrations.
+    #[arg(long, env = "IDENTITYD_DATABASE_POOLER", value_enum, default_value = "none")]
+    pub database_pooler: DatabasePooler,
 
     /// Postgres only: hot standbys (streaming replicas of the primary) for the hot reads —
     /// ValidateSession's cache misses and the listings. Comma-separated, or the flag repeated.
@@ -249,6 +264,22 @@ impl Config {
             Some(url) => url.expose_secret().to_owned(),
             None => format!("sqlite://{}", self.data_dir.join("identityd.db").display()),
         }
+    }
+
+    /// The URL that reaches Postgres itself, for what cannot go through a pooler in transaction
+    /// mode (listening, migrations): the listen URL, else the database URL when no such pooler is
+    /// configured; `None` on SQLite.
+    pub fn direct_database_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(url) = self.revocation_listen_url() else {
+            return Ok(None);
+        };
+        if self.database_pooler == DatabasePooler::Transaction && self.database_listen_url.is_none() {
+            anyhow::bail!(
+                "IDENTITYD_DATABASE_POOLER=transaction needs DATABASE_LISTEN_URL: a connection straight to \
+                 Postgres, for listening for revocations and applying migrations"
+            );
+        }
+        Ok(Some(url))
     }
 
     /// Where to listen for pushed revocations: on Postgres, the listen URL or else the database
