@@ -25,6 +25,7 @@ mod impersonation;
 mod login;
 mod names;
 mod passwords;
+mod pooler;
 mod races;
 #[cfg(feature = "rest")]
 mod rest;
@@ -94,6 +95,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("shutdown", shutdown::postgres_tests()));
             modules.push(("scale_out", scale_out::postgres_tests()));
             modules.push(("standbys", standbys::postgres_tests()));
+            modules.push(("pooler", pooler::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));

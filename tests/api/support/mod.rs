@@ -3,7 +3,9 @@ pub mod calls;
 pub mod db;
 pub mod oidc_browser;
 pub mod oidc_provider;
+pub mod pgbouncer;
 pub mod postgres;
 #[cfg(feature = "rest")]
 pub mod rest;
+pub mod server_process;
 pub mod traced_server;
