@@ -389,6 +389,29 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_pooler_needs_a_direct_url_for_listening_and_migrations() {
+        let mut config = Config::for_database("postgres://identityd@pgbouncer:6432/identityd");
+        assert_eq!(config.database_pooler, DatabasePooler::None);
+        assert_eq!(
+            config.direct_database_url().unwrap().as_deref(),
+            Some("postgres://identityd@pgbouncer:6432/identityd")
+        );
+        config.database_pooler = DatabasePooler::Transaction;
+        let refused = config.direct_database_url().unwrap_err().to_string();
+        assert!(refused.contains("DATABASE_LISTEN_URL"), "{refused}");
+        config.database_listen_url = Some("postgres://identityd@postgres:5432/identityd".into());
+        assert_eq!(
+            config.direct_database_url().unwrap().as_deref(),
+            Some("postgres://identityd@postgres:5432/identityd")
+        );
+        // SQLite has nothing to listen on and no pooler.
+        assert_eq!(
+            Config::for_database("sqlite::memory:").direct_database_url().unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn the_configuration_for_a_database_reads_no_environment() {
         let command = Config::command_without_environment();
         let reading: Vec<_> = command
