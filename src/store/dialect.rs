@@ -94,14 +94,8 @@ pub trait Dialect:
     /// returns while there are standbys.
     async fn watch_standbys(primary: &Pool<Self>, standbys: &super::standbys::Standbys<Self>);
 
-    /// Writes a non-empty batch of last-use times, each only if newer than the stored one, on
-    /// `writer`; a transaction it needs opens with `begin`.
-    async fn record_last_use(
-        writer: On<'_, Self>,
-        begin: &'static str,
-        of: LastUseOf,
-        uses: &[(Uuid, DateTime<Utc>)],
-    ) -> StoreResult<()>;
+    /// Writes a non-empty batch of last-use times, each only if newer than the stored one.
+    async fn record_last_use(writer: On<'_, Self>, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
 }
 
 /// A database that can bind a `T` as a statement parameter.

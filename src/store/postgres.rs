@@ -106,7 +106,6 @@ impl Dialect for Postgres {
 
     async fn record_last_use(
         writer: On<'_, Postgres>,
-        _: &'static str,
         of: LastUseOf,
         uses: &[(Uuid, DateTime<Utc>)],
     ) -> StoreResult<()> {

@@ -141,7 +141,8 @@ where
     fn on<'a>(&self, pool: &'a Pool<DB>) -> On<'a, DB> {
         On {
             pool,
-            own_transaction: self.lone_statements_in_transactions.then_some(self.begin),
+            begin: self.begin,
+            own_transaction: self.lone_statements_in_transactions,
         }
     }
 
@@ -981,7 +982,7 @@ where
         if uses.is_empty() {
             return Ok(());
         }
-        DB::record_last_use(self.writing(), self.begin, of, uses).await
+        DB::record_last_use(self.writing(), of, uses).await
     }
 
     async fn list_sessions(&self, of: SessionsOf, ended: bool, page: PageRequest) -> StoreResult<Vec<SessionRecord>> {

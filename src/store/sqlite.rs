@@ -46,12 +46,7 @@ impl Dialect for Sqlite {
     /// One instance over one file: there are no standbys to watch.
     async fn watch_standbys(_: &SqlitePool, _: &super::standbys::Standbys<Sqlite>) {}
 
-    async fn record_last_use(
-        writer: On<'_, Sqlite>,
-        begin: &'static str,
-        of: LastUseOf,
-        uses: &[(Uuid, DateTime<Utc>)],
-    ) -> StoreResult<()> {
+    async fn record_last_use(writer: On<'_, Sqlite>, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
         let sql = match of {
             LastUseOf::Sessions => {
                 "UPDATE sessions SET last_use_time = $2 WHERE session_id = $1 AND last_use_time < $2"
@@ -61,7 +56,7 @@ impl Dialect for Sqlite {
                  WHERE token_id = $1 AND (last_use_time IS NULL OR last_use_time < $2)"
             }
         };
-        let mut tx = writer.pool.begin_with(begin).await?;
+        let mut tx = writer.pool.begin_with(writer.begin).await?;
         for (id, at) in uses {
             sqlx::query(sql).arg(*id).arg(StoredTime(*at)).execute(&mut *tx).await?;
         }

@@ -17,11 +17,12 @@ use sqlx::{Executor, Pool};
 use super::StoreResult;
 use super::dialect::Dialect;
 
-/// A pool, and the statement that opens the transaction each statement runs in when it must have
-/// one (`None`: statements run as they are).
+/// A pool, the statement that opens a transaction on it, and whether each statement runs in a
+/// transaction of its own.
 pub struct On<'a, DB: sqlx::Database> {
     pub(super) pool: &'a Pool<DB>,
-    pub(super) own_transaction: Option<&'static str>,
+    pub(super) begin: &'static str,
+    pub(super) own_transaction: bool,
 }
 
 impl<DB: sqlx::Database> Clone for On<'_, DB> {
@@ -45,30 +46,30 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     async fn fetch_optional_on(self, on: On<'_, DB>) -> StoreResult<Option<DB::Row>> {
-        let Some(begin) = on.own_transaction else {
+        if !on.own_transaction {
             return Ok(self.fetch_optional(on.pool).await?);
-        };
-        let mut tx = on.pool.begin_with(begin).await?;
+        }
+        let mut tx = on.pool.begin_with(on.begin).await?;
         let row = self.fetch_optional(&mut *tx).await?;
         tx.commit().await?;
         Ok(row)
     }
 
     async fn fetch_all_on(self, on: On<'_, DB>) -> StoreResult<Vec<DB::Row>> {
-        let Some(begin) = on.own_transaction else {
+        if !on.own_transaction {
             return Ok(self.fetch_all(on.pool).await?);
-        };
-        let mut tx = on.pool.begin_with(begin).await?;
+        }
+        let mut tx = on.pool.begin_with(on.begin).await?;
         let rows = self.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(rows)
     }
 
     async fn execute_on(self, on: On<'_, DB>) -> StoreResult<DB::QueryResult> {
-        let Some(begin) = on.own_transaction else {
+        if !on.own_transaction {
             return Ok(self.execute(on.pool).await?);
-        };
-        let mut tx = on.pool.begin_with(begin).await?;
+        }
+        let mut tx = on.pool.begin_with(on.begin).await?;
         let result = self.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(result)
