@@ -9,6 +9,13 @@ use crate::auth::{HashingSettings, KeyEncryptionKey};
 use crate::core::{JwtSettings, SessionSettings};
 use crate::telemetry::LogFormat;
 
+/// What stands between identityd and Postgres (see [`Config::database_pooler`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatabasePooler {
+    None,
+    Transaction,
+}
+
 /// Everything `identityd serve` can be told, from flags or the environment.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -71,6 +78,14 @@ pub struct Config {
     #[arg(long, env = "DATABASE_LISTEN_URL", hide_env_values = true)]
     pub database_listen_url: Option<SecretString>,
 
+    /// Postgres only: what the database URL and the read URLs lead to. `none`: Postgres itself, or
+    /// a pooler that keeps a client on one server connection for its whole session. `transaction`:
+    /// a pooler that lends a server connection for one transaction at a time (pgbouncer's
+    /// `pool_mode = transaction`); every statement then runs in a transaction, and none is kept
+    /// prepared. Needs DATABASE_LISTEN_URL, a direct connection, for listening and migrations.
+    #[arg(long, env = "IDENTITYD_DATABASE_POOLER", value_enum, default_value = "none")]
+    pub database_pooler: DatabasePooler,
+
     /// Postgres only: hot standbys (streaming replicas of the primary) for the hot reads —
     /// ValidateSession's cache misses and the listings. Comma-separated, or the flag repeated.
     /// Unset: every read goes to the primary.
@@ -97,7 +112,8 @@ pub struct Config {
 
     /// Postgres only: the longest a statement may run before Postgres cancels it (and the call
     /// answers UNAVAILABLE), so that a slow or blocked query cannot hold a pool connection for
-    /// long. 0s: no limit.
+    /// long. 0s: no limit. Behind a transaction pooler it cannot be sent at connect: set it on
+    /// the database role instead (`ALTER ROLE … SET statement_timeout = '10s'`).
     #[arg(long, env = "IDENTITYD_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration_or_zero)]
     pub db_statement_timeout: Duration,
 
@@ -311,6 +327,22 @@ impl Config {
         }
     }
 
+    /// The URL that reaches Postgres itself, for what cannot go through a pooler in transaction
+    /// mode (listening, migrations): the listen URL, else the database URL when no such pooler is
+    /// configured; `None` on SQLite.
+    pub fn direct_database_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(url) = self.revocation_listen_url() else {
+            return Ok(None);
+        };
+        if self.database_pooler == DatabasePooler::Transaction && self.database_listen_url.is_none() {
+            anyhow::bail!(
+                "IDENTITYD_DATABASE_POOLER=transaction needs DATABASE_LISTEN_URL: a connection straight to \
+                 Postgres, for listening for revocations and applying migrations"
+            );
+        }
+        Ok(Some(url))
+    }
+
     /// Where to listen for pushed revocations: on Postgres, the listen URL or else the database
     /// URL; `None` on SQLite (one instance; the poll is all it needs).
     pub fn revocation_listen_url(&self) -> Option<String> {
@@ -415,6 +447,29 @@ mod tests {
         assert_eq!(parse_duration_or_zero("2s"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn a_transaction_pooler_needs_a_direct_url_for_listening_and_migrations() {
+        let mut config = Config::for_database("postgres://identityd@pgbouncer:6432/identityd");
+        assert_eq!(config.database_pooler, DatabasePooler::None);
+        assert_eq!(
+            config.direct_database_url().unwrap().as_deref(),
+            Some("postgres://identityd@pgbouncer:6432/identityd")
+        );
+        config.database_pooler = DatabasePooler::Transaction;
+        let refused = config.direct_database_url().unwrap_err().to_string();
+        assert!(refused.contains("DATABASE_LISTEN_URL"), "{refused}");
+        config.database_listen_url = Some("postgres://identityd@postgres:5432/identityd".into());
+        assert_eq!(
+            config.direct_database_url().unwrap().as_deref(),
+            Some("postgres://identityd@postgres:5432/identityd")
+        );
+        // SQLite has nothing to listen on and no pooler.
+        assert_eq!(
+            Config::for_database("sqlite::memory:").direct_database_url().unwrap(),
+            None
+        );
     }
 
     #[test]

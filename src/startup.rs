@@ -15,7 +15,7 @@ use tonic_health::server::HealthReporter;
 use crate::admin_http::{self, AdminState};
 use crate::auth::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, DatabasePooler};
 use crate::core::{FailureLimit, Identity, Settings};
 use crate::grpc::DrainDeadline;
 use crate::store::postgres::PostgresStore;
@@ -58,14 +58,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .iter()
             .map(|u| u.expose_secret().to_owned())
             .collect();
+        let transaction_pooler = config.database_pooler == DatabasePooler::Transaction;
         let store = PostgresStore::connect_lazy_with_standbys(
             &url,
             &read_urls,
             config.read_max_lag,
             config.db_max_connections,
+            transaction_pooler,
             config.db_statement_timeout,
         )?;
-        store.migrate().await?;
+        match config.direct_database_url()? {
+            Some(direct) if transaction_pooler => PostgresStore::migrate_through(&direct).await?,
+            _ => store.migrate().await?,
+        }
         Arc::new(store)
     } else if url.starts_with("sqlite:") {
         let store = SqliteStore::open(&url, config.db_max_connections, config.sqlite_busy_timeout).await?;

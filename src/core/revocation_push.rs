@@ -31,9 +31,8 @@ impl Identity {
                 tokio::time::sleep(RESUBSCRIBE_AFTER).await;
                 continue;
             }
-            if reported {
-                tracing::info!("listening for pushed revocations again");
-            }
+            // Once per subscription: at start, and after each loss.
+            tracing::info!(again = reported, "listening for pushed revocations");
             let lost = loop {
                 match feed.next().await {
                     Ok(notices) => self.forget_revoked(&notices),

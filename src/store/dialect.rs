@@ -13,6 +13,7 @@ use super::records::{
     AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, ServiceAccountRecord, SessionLookup, SessionRecord,
     SigningKeyRecord, SsoAttemptRecord, TenantRecord, UserRecord, UserSigningIn,
 };
+use super::statement_target::On;
 use super::time::StoredTime;
 use crate::domain::AuditEvent;
 
@@ -73,7 +74,8 @@ pub trait Dialect:
     + Reads<(Uuid,)>
     + Reads<(Uuid, String, String)>
 {
-    /// The statement that opens a write transaction.
+    /// The statement that opens a write transaction (straight to the database; see
+    /// [`super::SqlStore`]'s `begin` for a pooler).
     const BEGIN_WRITE: &'static str;
 
     /// Deletes at most `$2` sessions that expired or ended before `$1`. The rows are chosen and
@@ -93,7 +95,7 @@ pub trait Dialect:
     async fn watch_standbys(primary: &Pool<Self>, standbys: &super::standbys::Standbys<Self>);
 
     /// Writes a non-empty batch of last-use times, each only if newer than the stored one.
-    async fn record_last_use(writer: &Pool<Self>, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
+    async fn record_last_use(writer: On<'_, Self>, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
 }
 
 /// A database that can bind a `T` as a statement parameter.

@@ -13,6 +13,7 @@ mod revocation_notices;
 mod sql;
 pub mod sqlite;
 mod standbys;
+mod statement_target;
 mod time;
 
 use async_trait::async_trait;

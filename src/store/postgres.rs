@@ -8,11 +8,12 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use super::dialect::{Arg, Dialect, LastUseOf, Lock};
 use super::standbys::{CHECK_EVERY, LagProbe, Standbys, parse_lsn};
+use super::statement_target::{On, RunOn};
 use super::{SqlStore, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -22,6 +23,12 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The key of the advisory lock that serialises changes to who holds a role.
 const ROLE_HOLDERS_LOCK: i64 = 0x6964_5f72_6f6c_6573; // "id_roles"
+
+/// The statement that opens every transaction behind a pooler in transaction mode. The server
+/// connection the pooler lends may hold statements another client prepared there (sqlx names
+/// them `sqlx_s_1`, `sqlx_s_2`, … on every connection alike): they go first, in the same message,
+/// so that no name this client prepares clashes with one already there.
+pub const BEGIN_BEHIND_POOLER: &str = "DEALLOCATE ALL; BEGIN";
 
 /// The Postgres-backed store.
 pub type PostgresStore = SqlStore<Postgres>;
@@ -60,9 +67,11 @@ impl Dialect for Postgres {
         loop {
             tick.tick().await;
             let sampled = std::time::Instant::now();
-            let primary_position = sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text")
+            // The simple protocol: one message, safe through a pooler in transaction mode.
+            let primary_position = sqlx::raw_sql("SELECT pg_current_wal_lsn()::text")
                 .fetch_one(primary)
-                .await;
+                .await
+                .and_then(|row| row.try_get::<String, _>(0));
             match primary_position.ok().as_deref().and_then(parse_lsn) {
                 Some(position) => probe.primary_at(sampled, position, keep),
                 // The primary does not answer: nothing can be measured, and so nothing is read
@@ -76,9 +85,10 @@ impl Dialect for Postgres {
             }
             for standby in standbys.all() {
                 // NULL on a server that is not in recovery: not a standby, never read.
-                let replayed = sqlx::query_scalar::<_, Option<String>>("SELECT pg_last_wal_replay_lsn()::text")
+                let replayed = sqlx::raw_sql("SELECT pg_last_wal_replay_lsn()::text")
                     .fetch_one(&standby.pool)
-                    .await;
+                    .await
+                    .and_then(|row| row.try_get::<Option<String>, _>(0));
                 let lag = match replayed {
                     Ok(Some(text)) => parse_lsn(&text).and_then(|r| probe.lag(r, std::time::Instant::now())),
                     Ok(None) | Err(_) => None,
@@ -94,7 +104,11 @@ impl Dialect for Postgres {
         }
     }
 
-    async fn record_last_use(writer: &PgPool, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+    async fn record_last_use(
+        writer: On<'_, Postgres>,
+        of: LastUseOf,
+        uses: &[(Uuid, DateTime<Utc>)],
+    ) -> StoreResult<()> {
         let sql = match of {
             LastUseOf::Sessions => {
                 "UPDATE sessions s SET last_use_time = u.time \
@@ -108,7 +122,7 @@ impl Dialect for Postgres {
             }
         };
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = uses.iter().copied().unzip();
-        sqlx::query(sql).bind(ids).bind(times).execute(writer).await?;
+        sqlx::query(sql).bind(ids).bind(times).execute_on(writer).await?;
         Ok(())
     }
 }
@@ -117,40 +131,66 @@ impl PostgresStore {
     /// Connects lazily: the pool opens connections on first use, so the service can start (and
     /// report NOT_SERVING) while the database is still coming up.
     pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        Self::connect_lazy_with_standbys(url, &[], Duration::ZERO, max_connections, Duration::ZERO)
+        Self::connect_lazy_with_standbys(url, &[], Duration::ZERO, max_connections, false, Duration::ZERO)
     }
 
     /// [`Self::connect_lazy`], with hot standbys at `read_urls` for the hot reads, each read only
-    /// while at most `max_lag` behind (see [`super::standbys`]). Every statement is cancelled
-    /// after `statement_timeout` (none with zero), so that no slow query holds a connection of the
-    /// pool for long; the call then answers UNAVAILABLE.
+    /// while at most `max_lag` behind (see [`super::standbys`]). With `transaction_pooler`, every
+    /// URL may lead to a pooler that lends server connections by the transaction (pgbouncer's
+    /// `pool_mode = transaction`): every statement then runs in a transaction that begins with
+    /// [`BEGIN_BEHIND_POOLER`], and no statement is kept prepared between transactions. Directly
+    /// connected, every statement is cancelled after `statement_timeout` (none with zero), so that
+    /// no slow query holds a connection of the pool for long; the call then answers UNAVAILABLE.
+    /// Behind a pooler, which refuses the startup parameter that carries it, the timeout is the
+    /// database role's (`ALTER ROLE … SET statement_timeout`).
     pub fn connect_lazy_with_standbys(
         url: &str,
         read_urls: &[String],
         max_lag: Duration,
         max_connections: u32,
+        transaction_pooler: bool,
         statement_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let pool = Self::lazy_pool(url, max_connections, statement_timeout).context("the database URL")?;
+        let pool =
+            Self::lazy_pool(url, max_connections, transaction_pooler, statement_timeout).context("the database URL")?;
         let mut standbys = Vec::new();
         for read_url in read_urls {
             let options: PgConnectOptions = read_url
                 .parse()
                 .context("a database read URL is not a valid postgres:// URL")?;
             let name = format!("{}:{}", options.get_host(), options.get_port());
-            standbys.push((Self::lazy_pool(read_url, max_connections, statement_timeout)?, name));
+            standbys.push((
+                Self::lazy_pool(read_url, max_connections, transaction_pooler, statement_timeout)?,
+                name,
+            ));
         }
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
             file: None,
             standbys: std::sync::Arc::new(Standbys::new(standbys, max_lag)),
+            begin: if transaction_pooler {
+                BEGIN_BEHIND_POOLER
+            } else {
+                Postgres::BEGIN_WRITE
+            },
+            lone_statements_in_transactions: transaction_pooler,
         })
     }
 
-    fn lazy_pool(url: &str, max_connections: u32, statement_timeout: Duration) -> anyhow::Result<PgPool> {
+    fn lazy_pool(
+        url: &str,
+        max_connections: u32,
+        transaction_pooler: bool,
+        statement_timeout: Duration,
+    ) -> anyhow::Result<PgPool> {
         let mut options: PgConnectOptions = url.parse().context("not a valid postgres:// URL")?;
-        if !statement_timeout.is_zero() {
+        if transaction_pooler {
+            // A statement prepared on one server connection is gone, or another client's, by the
+            // next transaction: sqlx must not keep any. And a startup parameter pgbouncer does not
+            // know would refuse the connection (identityd binds no floating-point values).
+            options = options.statement_cache_capacity(0).extra_float_digits(None);
+        } else if !statement_timeout.is_zero() {
             // Set at connect (a startup parameter), so that it holds for every statement.
             options = options.options([("statement_timeout", format!("{}ms", statement_timeout.as_millis()))]);
         }
@@ -177,5 +217,19 @@ impl PostgresStore {
     /// Applies the migrations in `migrations/postgres/` that have not run yet.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR.run(&self.writer).await.context("applying Postgres migrations")
+    }
+
+    /// [`Self::migrate`] over one connection to `direct_url`, which must reach Postgres itself:
+    /// the migrator holds a session-level advisory lock and prepares its statements, neither of
+    /// which survives a pooler in transaction mode.
+    pub async fn migrate_through(direct_url: &str) -> anyhow::Result<()> {
+        let direct = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(direct_url)
+            .await
+            .context("connecting to Postgres directly to apply migrations")?;
+        let applied = MIGRATOR.run(&direct).await.context("applying Postgres migrations");
+        direct.close().await;
+        applied
     }
 }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
 use super::sqlite::DatabaseFile;
 use super::standbys::Standbys;
+use super::statement_target::{On, RunOn};
 use super::time::{StoredTime, stored};
 use super::{
     AccessTokenLookup, AccessTokenRecord, IdentityProviderRecord, PasswordChange, PasswordRehash, ServiceAccountRecord,
@@ -31,6 +32,11 @@ pub struct SqlStore<DB: Database> {
     pub(super) file: Option<DatabaseFile>,
     /// Hot standbys the hot reads may use (Postgres with `DATABASE_READ_URL`; none otherwise).
     pub(super) standbys: std::sync::Arc<Standbys<DB>>,
+    /// The statement that opens a transaction: the dialect's, or the one for a pooler.
+    pub(super) begin: &'static str,
+    /// Whether a statement outside a write transaction runs in a transaction of its own (behind
+    /// a pooler that lends server connections by the transaction; see [`super::statement_target`]).
+    pub(super) lone_statements_in_transactions: bool,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -40,6 +46,8 @@ impl<DB: Database> Clone for SqlStore<DB> {
             reader: self.reader.clone(),
             file: self.file.clone(),
             standbys: self.standbys.clone(),
+            begin: self.begin,
+            lone_statements_in_transactions: self.lone_statements_in_transactions,
         }
     }
 }
@@ -127,7 +135,24 @@ where
     async fn begin(&self) -> StoreResult<Transaction<'static, DB>> {
         // This instance reads its own writes: not from a standby that may lack them.
         self.standbys.read_primary_for_a_while();
-        Ok(self.writer.begin_with(DB::BEGIN_WRITE).await?)
+        Ok(self.writer.begin_with(self.begin).await?)
+    }
+
+    /// Where a statement outside a transaction on `pool` runs.
+    fn on<'a>(&self, pool: &'a Pool<DB>) -> On<'a, DB> {
+        On {
+            pool,
+            begin: self.begin,
+            own_transaction: self.lone_statements_in_transactions,
+        }
+    }
+
+    fn reading(&self) -> On<'_, DB> {
+        self.on(&self.reader)
+    }
+
+    fn writing(&self) -> On<'_, DB> {
+        self.on(&self.writer)
     }
 
     /// One page of a listing, from a usable standby if there is one (the primary if it fails).
@@ -139,12 +164,12 @@ where
         DB::Arguments: 'q,
     {
         if let Some(standby) = self.standbys.pick() {
-            match query().fetch_all(standby).await {
+            match query().fetch_all_on(self.on(standby)).await {
                 Ok(rows) => return Ok(rows),
                 Err(e) => tracing::debug!(error = %e, "a standby failed a read; reading the primary"),
             }
         }
-        Ok(query().fetch_all(&self.reader).await?)
+        query().fetch_all_on(self.reading()).await
     }
 
     fn row<T>(row: DB::Row) -> StoreResult<T>
@@ -292,13 +317,15 @@ where
         Ok(())
     }
 
-    async fn served<'c>(executor: impl Executor<'c, Database = DB>, tenant_id: Uuid) -> StoreResult<Vec<Uuid>> {
-        let rows = sqlx::query(
+    /// The tenants a support tenant serves, read by [`Self::served_ids`].
+    fn served_query(tenant_id: Uuid) -> sqlx::query::Query<'static, DB, DB::Arguments> {
+        sqlx::query(
             "SELECT client_tenant_id FROM served_tenants WHERE support_tenant_id = $1 ORDER BY client_tenant_id",
         )
         .arg(tenant_id)
-        .fetch_all(executor)
-        .await?;
+    }
+
+    fn served_ids(rows: Vec<DB::Row>) -> StoreResult<Vec<Uuid>> {
         Ok(Self::all::<(Uuid,)>(rows)?.into_iter().map(|(id,)| id).collect())
     }
 
@@ -424,7 +451,7 @@ where
         DB: Reads<T> + Binds<'k, K>,
         K: Send,
     {
-        Self::optional(sqlx::query(sql).arg(key).fetch_optional(&self.reader).await?)
+        Self::optional(sqlx::query(sql).arg(key).fetch_optional_on(self.reading()).await?)
     }
 
     /// One page of the rows of `sql`, whose parameters are: the owner's id, the id to continue
@@ -482,7 +509,7 @@ where
         if let Some(file) = &self.file {
             file.check()?;
         }
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        sqlx::query("SELECT 1").execute_on(self.reading()).await?;
         Ok(())
     }
 
@@ -533,7 +560,7 @@ where
         let Some(mut tenant): Option<TenantRecord> = found else {
             return Ok(None);
         };
-        tenant.served_tenant_ids = Self::served(&self.reader, tenant_id).await?;
+        tenant.served_tenant_ids = Self::served_ids(Self::served_query(tenant_id).fetch_all_on(self.reading()).await?)?;
         Ok(Some(tenant))
     }
 
@@ -592,7 +619,7 @@ where
             .execute(&mut *tx)
             .await?;
         }
-        tenant.served_tenant_ids = Self::served(&mut *tx, tenant_id).await?;
+        tenant.served_tenant_ids = Self::served_ids(Self::served_query(tenant_id).fetch_all(&mut *tx).await?)?;
         Self::commit(tx, audit).await?;
         Ok(Some(tenant))
     }
@@ -805,7 +832,7 @@ where
         let row = sqlx::query("SELECT * FROM service_accounts WHERE tenant_id = $1 AND name_key = $2")
             .arg(tenant_id)
             .arg(name_key)
-            .fetch_optional(&self.reader)
+            .fetch_optional_on(self.reading())
             .await?;
         Self::optional(row)
     }
@@ -823,7 +850,7 @@ where
     async fn insert_session(&self, s: &SessionRecord, audit: &AuditEvent) -> StoreResult<()> {
         // Not `begin`: a new session needs no reads from the primary for a while after it, since a
         // standby that lacks it answers "unknown", and its lookup then goes to the primary.
-        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.writer.begin_with(self.begin).await?;
         Self::insert_session_in(&mut tx, s).await?;
         Self::commit(tx, audit).await?;
         metrics::session_opened(s.kind.as_str());
@@ -886,7 +913,11 @@ where
              JOIN tenants st ON st.tenant_id = s.tenant_id WHERE s.token_hash = $1"
         );
         if let Some(standby) = self.standbys.pick() {
-            match sqlx::query(sql).arg(token_hash).fetch_optional(standby).await {
+            match sqlx::query(sql)
+                .arg(token_hash)
+                .fetch_optional_on(self.on(standby))
+                .await
+            {
                 Ok(Some(row)) => {
                     let lookup: SessionLookup = Self::row(row)?;
                     // An end pushed from elsewhere that the standby may not have replayed yet.
@@ -952,7 +983,7 @@ where
         let deleted = sqlx::query(DB::DELETE_OLD_SESSIONS)
             .arg(StoredTime(before))
             .arg(limit)
-            .execute(&self.writer)
+            .execute_on(self.writing())
             .await?;
         Ok(DB::rows_affected(&deleted))
     }
@@ -968,7 +999,7 @@ where
     async fn sessions_ended_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
         let rows = sqlx::query("SELECT session_id FROM sessions WHERE end_time >= $1")
             .arg(StoredTime(since))
-            .fetch_all(&self.reader)
+            .fetch_all_on(self.reading())
             .await?;
         Ok(Self::all::<(Uuid,)>(rows)?.into_iter().map(|(id,)| id).collect())
     }
@@ -977,7 +1008,7 @@ where
         if uses.is_empty() {
             return Ok(());
         }
-        DB::record_last_use(&self.writer, of, uses).await
+        DB::record_last_use(self.writing(), of, uses).await
     }
 
     async fn list_sessions(&self, of: SessionsOf, ended: bool, page: PageRequest) -> StoreResult<Vec<SessionRecord>> {
@@ -1058,7 +1089,7 @@ where
         )
         .arg(user_id)
         .arg(name_key)
-        .fetch_optional(&self.reader)
+        .fetch_optional_on(self.reading())
         .await?;
         Self::optional(row)
     }
@@ -1144,7 +1175,7 @@ where
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
         let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY activate_time, key_id")
-            .fetch_all(&self.reader)
+            .fetch_all_on(self.reading())
             .await?;
         Self::all(rows)
     }
@@ -1172,7 +1203,7 @@ where
     async fn delete_removed_signing_keys(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         let result = sqlx::query("DELETE FROM signing_keys WHERE remove_time <= $1")
             .arg(StoredTime(now))
-            .execute(&self.writer)
+            .execute_on(self.writing())
             .await?;
         Ok(DB::rows_affected(&result))
     }
@@ -1205,7 +1236,7 @@ where
     async fn get_identity_provider(&self, tenant_id: Uuid) -> StoreResult<Option<IdentityProviderRecord>> {
         let row = sqlx::query("SELECT * FROM identity_providers WHERE tenant_id = $1")
             .arg(tenant_id)
-            .fetch_optional(&self.reader)
+            .fetch_optional_on(self.reading())
             .await?;
         Self::optional(row)
     }
@@ -1216,7 +1247,7 @@ where
         )
         .arg(page.after.map(|t| t.0))
         .arg(page.fetch_limit())
-        .fetch_all(&self.reader)
+        .fetch_all_on(self.reading())
         .await?;
         Self::all(rows)
     }
@@ -1317,7 +1348,7 @@ where
         .arg(tenant_id)
         .arg(issuer)
         .arg(subject)
-        .fetch_optional(&self.reader)
+        .fetch_optional_on(self.reading())
         .await?;
         Self::optional(row)
     }
@@ -1330,7 +1361,7 @@ where
         )
         .arg(tenant_id)
         .arg(email)
-        .fetch_all(&self.reader)
+        .fetch_all_on(self.reading())
         .await?;
         Self::all(rows)
     }

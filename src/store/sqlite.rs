@@ -18,6 +18,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::dialect::{Arg, Dialect, LastUseOf, Lock};
+use super::statement_target::On;
 use super::time::StoredTime;
 use super::{SqlStore, StoreError, StoreResult};
 
@@ -45,7 +46,7 @@ impl Dialect for Sqlite {
     /// One instance over one file: there are no standbys to watch.
     async fn watch_standbys(_: &SqlitePool, _: &super::standbys::Standbys<Sqlite>) {}
 
-    async fn record_last_use(writer: &SqlitePool, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+    async fn record_last_use(writer: On<'_, Sqlite>, of: LastUseOf, uses: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
         let sql = match of {
             LastUseOf::Sessions => {
                 "UPDATE sessions SET last_use_time = $2 WHERE session_id = $1 AND last_use_time < $2"
@@ -55,7 +56,7 @@ impl Dialect for Sqlite {
                  WHERE token_id = $1 AND (last_use_time IS NULL OR last_use_time < $2)"
             }
         };
-        let mut tx = writer.begin_with(Self::BEGIN_WRITE).await?;
+        let mut tx = writer.pool.begin_with(writer.begin).await?;
         for (id, at) in uses {
             sqlx::query(sql).arg(*id).arg(StoredTime(*at)).execute(&mut *tx).await?;
         }
@@ -89,6 +90,8 @@ impl SqliteStore {
                 reader: pool,
                 standbys: std::sync::Arc::new(super::standbys::Standbys::none()),
                 file: None,
+                begin: Sqlite::BEGIN_WRITE,
+                lone_statements_in_transactions: false,
             });
         }
         if let Some(parent) = options.get_filename().parent()
@@ -119,6 +122,8 @@ impl SqliteStore {
             reader,
             standbys: std::sync::Arc::new(super::standbys::Standbys::none()),
             file: Some(file),
+            begin: Sqlite::BEGIN_WRITE,
+            lone_statements_in_transactions: false,
         })
     }
 

@@ -28,6 +28,7 @@ mod login;
 mod names;
 mod observability;
 mod passwords;
+mod pooler;
 mod races;
 #[cfg(feature = "rest")]
 mod rest;
@@ -102,6 +103,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("standbys", standbys::postgres_tests()));
             modules.push(("observability", observability::postgres_tests()));
             modules.push(("faults", faults::postgres_tests()));
+            modules.push(("pooler", pooler::postgres_tests()));
         }
         StoreKind::Sqlite => {
             modules.push(("startup", startup::tests()));

@@ -5,18 +5,20 @@ use std::time::{Duration, Instant};
 use identityd::core::Identity;
 use identityd::grpc::pb;
 use identityd::grpc::pb::admin_service_client::AdminServiceClient;
+use identityd::grpc::pb::login_service_client::LoginServiceClient;
 use sqlx::Connection;
 use tonic::transport::Channel;
 
-use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, Instance, TestApp, TestEnv, bearer};
+use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, bearer};
 use crate::support::calls::cheap_hashing;
 use crate::support::db::StoreKind;
 use crate::support::postgres::ReplicatedPostgres;
+use crate::support::server_process::ServerProcess;
 
 pub fn postgres_tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![
         reads_use_a_standby_until_it_lags_or_goes_away_and_never_miss_a_revocation,
-        three_replicas_over_a_primary_and_a_standby_agree_on_every_session,
+        three_processes_behind_a_pooler_over_a_primary_and_a_standby_agree_on_every_session,
     ]
 }
 
@@ -50,8 +52,8 @@ async fn user_names(channel: &Channel, token: &str, tenant_id: &str) -> Vec<Stri
         .collect()
 }
 
-async fn is_valid(instance: &Instance, token: &str) -> bool {
-    identityd::grpc::pb::session_service_client::SessionServiceClient::new(instance.channel.clone())
+async fn is_valid(channel: &Channel, token: &str) -> bool {
+    identityd::grpc::pb::session_service_client::SessionServiceClient::new(channel.clone())
         .validate_session(pb::ValidateSessionRequest {
             session_token: token.into(),
         })
@@ -105,7 +107,7 @@ async fn reads_use_a_standby_until_it_lags_or_goes_away_and_never_miss_a_revocat
     let ending = app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.session_token;
     // Validated while the standby still follows: it knows the session.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !is_valid(&tolerant, &ending).await {
+    while !is_valid(&tolerant.channel, &ending).await {
         assert!(Instant::now() < deadline, "the session never validated");
     }
 
@@ -146,16 +148,16 @@ async fn reads_use_a_standby_until_it_lags_or_goes_away_and_never_miss_a_revocat
         "listed from the paused standby, which lacks the new user"
     );
     assert!(
-        is_valid(&tolerant, &fresh).await,
+        is_valid(&tolerant.channel, &fresh).await,
         "a session the standby lacks is read from the primary"
     );
     let deadline = Instant::now() + Duration::from_secs(1);
-    while is_valid(&tolerant, &ending).await {
+    while is_valid(&tolerant.channel, &ending).await {
         assert!(Instant::now() < deadline, "the pushed logout never took effect");
     }
     for _ in 0..20 {
         assert!(
-            !is_valid(&tolerant, &ending).await,
+            !is_valid(&tolerant.channel, &ending).await,
             "the paused standby still has it open, but the pushed end wins"
         );
     }
@@ -176,7 +178,7 @@ async fn reads_use_a_standby_until_it_lags_or_goes_away_and_never_miss_a_revocat
         "a standby that went away is not read"
     );
     until_standbys(&tolerant.identity, 0).await;
-    assert!(is_valid(&tolerant, &fresh).await);
+    assert!(is_valid(&tolerant.channel, &fresh).await);
 
     tolerant.stop().await;
     strict.stop().await;
@@ -184,10 +186,11 @@ async fn reads_use_a_standby_until_it_lags_or_goes_away_and_never_miss_a_revocat
     tokio::task::spawn_blocking(move || drop(pair)).await.ok();
 }
 
-/// Three replicas over one primary and its standby, a client spreading calls over them in turn: a
-/// session opened on any replica validates on every other, and a logout on any replica is refused
-/// on all three within the deadline. A user disabled on one is refused everywhere too.
-async fn three_replicas_over_a_primary_and_a_standby_agree_on_every_session(env: TestEnv) {
+/// The production topology on one machine: three identityd processes, each reaching the primary
+/// through pgbouncer in transaction mode (listening straight to it) and reading from the
+/// standby, a client spreading calls over them. A session opened on any is valid on all, ended on
+/// another is refused on all, and a user disabled on a third is refused on all.
+async fn three_processes_behind_a_pooler_over_a_primary_and_a_standby_agree_on_every_session(env: TestEnv) {
     if env.store != StoreKind::Postgres {
         return;
     }
@@ -198,22 +201,25 @@ async fn three_replicas_over_a_primary_and_a_standby_agree_on_every_session(env:
         store: StoreKind::Postgres,
         postgres_base_url: pair.primary_base_url(),
     };
+    let pgbouncer = crate::pooler::pgbouncer(&env).await;
+    // The first instance, in this process, only sets the database up and administers it.
     let app = TestApp::spawn_with(&env, cheap_hashing).await;
     let standby_url = pair.standby_url_of(&app.db.url);
+    let through_pgbouncer = pgbouncer.url_of(&app.db.url);
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        let standby_url = standby_url.clone();
-        let (_, replica) = app
-            .second_instance_with(move |c| c.database_read_urls = vec![standby_url.into()])
-            .await;
+        let settings = [
+            ("DATABASE_LISTEN_URL", app.db.url.as_str()),
+            ("DATABASE_READ_URL", standby_url.as_str()),
+            ("IDENTITYD_DATABASE_POOLER", "transaction"),
+        ];
+        let mut replica = ServerProcess::start(&through_pgbouncer, "info", &settings).await;
+        replica.wait_for("listening for pushed revocations");
         replicas.push(replica);
-    }
-    for replica in &replicas {
-        crate::scale_out::until_pushed(&replica.identity).await;
     }
     let logins: Vec<_> = replicas
         .iter()
-        .map(|r| identityd::grpc::pb::login_service_client::LoginServiceClient::new(r.channel.clone()))
+        .map(|r| LoginServiceClient::new(r.channel.clone()))
         .collect();
     let user = app
         .create_user(
@@ -223,22 +229,23 @@ async fn three_replicas_over_a_primary_and_a_standby_agree_on_every_session(env:
             &[],
         )
         .await;
+    let login = pb::LoginRequest {
+        user_name: "spread@example.com".into(),
+        password: "a long enough password".into(),
+        ..Default::default()
+    };
     for round in 0..9 {
         let (opened_on, ended_on) = (round % 3, (round + 1) % 3);
         let token = logins[opened_on]
             .clone()
-            .login(pb::LoginRequest {
-                user_name: "spread@example.com".into(),
-                password: "a long enough password".into(),
-                ..Default::default()
-            })
+            .login(login.clone())
             .await
             .expect("login")
             .into_inner()
             .session_token;
         for replica in &replicas {
             assert!(
-                is_valid(replica, &token).await,
+                is_valid(&replica.channel, &token).await,
                 "opened on {opened_on}, valid everywhere"
             );
         }
@@ -249,24 +256,20 @@ async fn three_replicas_over_a_primary_and_a_standby_agree_on_every_session(env:
             .expect("logout");
         for (i, replica) in replicas.iter().enumerate() {
             let deadline = Instant::now() + Duration::from_secs(2);
-            while is_valid(replica, &token).await {
+            while is_valid(&replica.channel, &token).await {
                 assert!(Instant::now() < deadline, "ended on {ended_on}, still valid on {i}");
             }
         }
     }
     let token = logins[0]
         .clone()
-        .login(pb::LoginRequest {
-            user_name: "spread@example.com".into(),
-            password: "a long enough password".into(),
-            ..Default::default()
-        })
+        .login(login)
         .await
         .expect("login")
         .into_inner()
         .session_token;
     for replica in &replicas {
-        assert!(is_valid(replica, &token).await);
+        assert!(is_valid(&replica.channel, &token).await);
     }
     AdminServiceClient::new(replicas[2].channel.clone())
         .disable_user(bearer(
@@ -279,13 +282,23 @@ async fn three_replicas_over_a_primary_and_a_standby_agree_on_every_session(env:
         .expect("disable the user");
     for (i, replica) in replicas.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(2);
-        while is_valid(replica, &token).await {
+        while is_valid(&replica.channel, &token).await {
             assert!(Instant::now() < deadline, "disabled on 2, still valid on {i}");
         }
     }
     for replica in replicas {
-        replica.stop().await;
+        let log = replica.stop();
+        assert!(
+            !log.iter().any(|l| l.contains("ERROR")),
+            "a replica logged an error:\n{}",
+            log.join("\n")
+        );
     }
     app.finish().await;
-    tokio::task::spawn_blocking(move || drop(pair)).await.ok();
+    tokio::task::spawn_blocking(move || {
+        drop(pgbouncer);
+        drop(pair);
+    })
+    .await
+    .ok();
 }

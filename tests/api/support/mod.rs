@@ -4,7 +4,9 @@ pub mod certificates;
 pub mod db;
 pub mod oidc_browser;
 pub mod oidc_provider;
+pub mod pgbouncer;
 pub mod postgres;
 #[cfg(feature = "rest")]
 pub mod rest;
+pub mod server_process;
 pub mod traced_server;

@@ -598,7 +598,7 @@ fn server_version(bin_dir: &Path) -> String {
 
 /// Whether this process's effective uid is 0: the second id on the `Uid:` line of
 /// `/proc/self/status` (real, effective, saved, filesystem), else `id -u`.
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     let from_proc = fs::read_to_string("/proc/self/status").ok().and_then(|status| {
         status
             .lines()
@@ -645,7 +645,7 @@ fn chown_to_postgres(dir: &Path) {
 
 /// A port nothing listens on right now: bind port 0 and let the listener go. Another process could
 /// take it before the server binds it; [`Cluster::start`] then retries with another.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("bind a free port on 127.0.0.1")
@@ -658,7 +658,7 @@ fn is_port_clash(log: &str) -> bool {
 
 /// Sends `signal` to each pid with the `kill` command (there is no signal API in std). Errors
 /// are ignored: the process may have exited already.
-fn send_signal(signal: &str, pids: &[u32]) {
+pub(crate) fn send_signal(signal: &str, pids: &[u32]) {
     for pid in pids {
         let _ = Command::new("kill")
             .arg(format!("-{signal}"))
