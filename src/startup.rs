@@ -162,6 +162,9 @@ impl Application {
             config,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        // Every service is known from the first call on, NOT_SERVING until the database first
+        // answers: a Watch that came before the first probe would otherwise be refused NOT_FOUND.
+        set_every_status(&reporter, ServingStatus::NotServing).await;
         let store = identity.store().clone();
         let health_task = tokio::spawn(watch_health(store, reporter.clone()));
         let flusher = identity.clone();
