@@ -177,6 +177,10 @@ impl Application {
             config,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        // Every service is known from the first call on, NOT_SERVING until the database first
+        // answers: a Watch that came before the first probe would otherwise be refused NOT_FOUND.
+        // Readiness (`/readyz`) starts the same way.
+        set_every_status(&reporter, ServingStatus::NotServing).await;
         let (ready, ready_now) = tokio::sync::watch::channel(false);
         let store = identity.store().clone();
         let health_task = tokio::spawn(watch_health(store, reporter.clone(), ready.clone()));
