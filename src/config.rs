@@ -422,13 +422,16 @@ pub fn parse_duration_or_zero(raw: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{raw:?} is not a duration such as 90s, 15m, 12h or 7d"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_seconds: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("{raw:?} has an unknown unit; use s, m, h or d")),
     };
+    let seconds = n
+        .checked_mul(unit_seconds)
+        .ok_or_else(|| format!("{raw:?} is longer than any duration this setting takes"))?;
     Ok(Duration::from_secs(seconds))
 }
 
@@ -447,6 +450,10 @@ mod tests {
         assert_eq!(parse_duration_or_zero("2s"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("h").is_err());
+        assert!(
+            parse_duration("18446744073709551615d").is_err(),
+            "too long, not an overflow"
+        );
     }
 
     #[test]
