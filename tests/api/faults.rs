@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use sqlx::{Acquire, Connection};
 use tokio::sync::Mutex;
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv};
+use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, watch_health_until};
 use crate::support::calls::cheap_hashing;
 use crate::support::db::StoreKind;
 use crate::support::postgres::RestartablePostgres;
@@ -27,26 +26,6 @@ pub fn postgres_tests() -> Vec<(&'static str, crate::TestFn)> {
 
 /// The deadline every call of the load sets; an answer must come within it, whatever the database does.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
-
-async fn wait_for(app: &TestApp, wanted: ServingStatus) {
-    let mut health = HealthClient::new(app.channel.clone());
-    let mut updates = health
-        .watch(HealthCheckRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
-    let wait = async {
-        while let Some(update) = updates.message().await.expect("health stream") {
-            if update.status == wanted as i32 {
-                return;
-            }
-        }
-        panic!("health stream ended before {wanted:?}");
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .unwrap_or_else(|_| panic!("never {wanted:?}"));
-}
 
 /// What the load saw: the sessions whose login answered OK, and every failure's code.
 #[derive(Default)]
@@ -63,7 +42,7 @@ async fn a_postgres_restart_under_load_loses_no_session(_env: TestEnv) {
         postgres_base_url: postgres.base_url(),
     };
     let app = TestApp::spawn_with(&env, cheap_hashing).await;
-    wait_for(&app, ServingStatus::Serving).await;
+    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
 
     // Four callers logging in and validating what they opened, each call with a deadline, until
     // told to stop (and at most a bounded number of rounds).
@@ -126,7 +105,12 @@ async fn a_postgres_restart_under_load_loses_no_session(_env: TestEnv) {
     })
     .await
     .unwrap();
-    wait_for(&app, ServingStatus::NotServing).await;
+    watch_health_until(
+        &mut HealthClient::new(app.channel.clone()),
+        "",
+        ServingStatus::NotServing,
+    )
+    .await;
     let noticed = stopped_at.elapsed();
     postgres = tokio::task::spawn_blocking(move || {
         postgres.start_again();
@@ -135,7 +119,7 @@ async fn a_postgres_restart_under_load_loses_no_session(_env: TestEnv) {
     .await
     .unwrap();
     let back_at = Instant::now();
-    wait_for(&app, ServingStatus::Serving).await;
+    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
     let recovery = back_at.elapsed();
     // Load goes on after the recovery until more sessions have been opened.
     let before = *opened_so_far.borrow();

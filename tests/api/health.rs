@@ -1,7 +1,4 @@
-use std::time::Duration;
-
 use identityd::grpc::SERVICE_NAMES;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -9,7 +6,7 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-use crate::support::app::{TestApp, TestEnv};
+use crate::support::app::{TestApp, TestEnv, watch_health_until};
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![every_service_reports_serving, reflection_lists_every_service]
@@ -25,32 +22,11 @@ pub fn postgres_tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![health_follows_the_database]
 }
 
-async fn watch_until(client: &mut HealthClient<tonic::transport::Channel>, service: &str, wanted: ServingStatus) {
-    let mut updates = client
-        .watch(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let wait = async {
-        while let Some(update) = updates.message().await.expect("health stream") {
-            if update.status == wanted as i32 {
-                return;
-            }
-        }
-        panic!("health stream ended before {wanted:?}");
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .unwrap_or_else(|_| panic!("{service:?} never became {wanted:?}"));
-}
-
 async fn every_service_reports_serving(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let mut health = HealthClient::new(app.channel.clone());
     for service in SERVICE_NAMES.iter().chain(&[""]) {
-        watch_until(&mut health, service, ServingStatus::Serving).await;
+        watch_health_until(&mut health, service, ServingStatus::Serving).await;
     }
     app.finish().await;
 }
@@ -58,17 +34,17 @@ async fn every_service_reports_serving(env: TestEnv) {
 async fn health_follows_the_database(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let mut health = HealthClient::new(app.channel.clone());
-    watch_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
+    watch_health_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
     // Take the database away under the running server.
     app.db.refuse_connections(&env.postgres_base_url, true).await;
-    watch_until(&mut health, "identity.v1.SessionService", ServingStatus::NotServing).await;
+    watch_health_until(&mut health, "identity.v1.SessionService", ServingStatus::NotServing).await;
     let status = app
         .login(crate::support::app::ADMIN_USER, "whatever")
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     app.db.refuse_connections(&env.postgres_base_url, false).await;
-    watch_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
+    watch_health_until(&mut health, "identity.v1.SessionService", ServingStatus::Serving).await;
     // Calls succeed again once it is back, although the connections from before the outage died.
     app.login_ok(crate::support::app::ADMIN_USER, crate::support::app::ADMIN_PASSWORD)
         .await;
@@ -82,18 +58,18 @@ async fn health_notices_a_database_file_taken_away(env: TestEnv) {
     let aside = path.with_extension("aside");
     let mut health = HealthClient::new(app.channel.clone());
     let service = "identity.v1.SessionService";
-    watch_until(&mut health, service, ServingStatus::Serving).await;
+    watch_health_until(&mut health, service, ServingStatus::Serving).await;
     // Open connections would go on writing into a deleted or replaced file, losing every write:
     // the server must say it is not serving.
     let set_mode = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     set_mode(0o444);
-    watch_until(&mut health, service, ServingStatus::NotServing).await;
+    watch_health_until(&mut health, service, ServingStatus::NotServing).await;
     set_mode(0o644);
-    watch_until(&mut health, service, ServingStatus::Serving).await;
+    watch_health_until(&mut health, service, ServingStatus::Serving).await;
     std::fs::rename(&path, &aside).unwrap();
-    watch_until(&mut health, service, ServingStatus::NotServing).await;
+    watch_health_until(&mut health, service, ServingStatus::NotServing).await;
     std::fs::rename(&aside, &path).unwrap();
-    watch_until(&mut health, service, ServingStatus::Serving).await;
+    watch_health_until(&mut health, service, ServingStatus::Serving).await;
     app.finish().await;
 }
 

@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, bearer};
+use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, bearer, watch_health_until};
 use crate::support::calls::cheap_hashing;
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
@@ -147,7 +147,7 @@ async fn metrics_count_calls_by_method_and_code(env: TestEnv) {
 async fn the_probes_answer_and_unknown_paths_do_not(env: TestEnv) {
     let app = spawn_with_admin(&env).await;
     assert_eq!(admin_get(&app, "/healthz").await.0, 200);
-    wait_for_health(&app, ServingStatus::Serving).await;
+    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     assert_eq!(admin_get(&app, "/secrets").await.0, 404);
     app.finish().await;
@@ -184,37 +184,22 @@ async fn a_request_id_is_echoed_or_made(env: TestEnv) {
     app.finish().await;
 }
 
-async fn wait_for_health(app: &TestApp, wanted: ServingStatus) {
-    let mut health = HealthClient::new(app.channel.clone());
-    let mut updates = health
-        .watch(tonic_health::pb::HealthCheckRequest { service: String::new() })
-        .await
-        .expect("watch")
-        .into_inner();
-    let wait = async {
-        while let Some(update) = updates.message().await.expect("health stream") {
-            if update.status == wanted as i32 {
-                return;
-            }
-        }
-        panic!("health stream ended before {wanted:?}");
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
-        .await
-        .unwrap_or_else(|_| panic!("never {wanted:?}"));
-}
-
 async fn readyz_follows_the_database_server(env: TestEnv) {
     let app = spawn_with_admin(&env).await;
-    wait_for_health(&app, ServingStatus::Serving).await;
+    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     app.db.refuse_connections(&env.postgres_base_url, true).await;
     // Readiness changes before the health status does, so once the watch says so, so does /readyz.
-    wait_for_health(&app, ServingStatus::NotServing).await;
+    watch_health_until(
+        &mut HealthClient::new(app.channel.clone()),
+        "",
+        ServingStatus::NotServing,
+    )
+    .await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 503);
     assert_eq!(admin_get(&app, "/healthz").await.0, 200, "the process is still alive");
     app.db.refuse_connections(&env.postgres_base_url, false).await;
-    wait_for_health(&app, ServingStatus::Serving).await;
+    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     app.finish().await;
 }
@@ -224,13 +209,18 @@ async fn readyz_follows_the_database_file(env: TestEnv) {
     let app = spawn_with_admin(&env).await;
     let path = std::path::PathBuf::from(app.db.url.trim_start_matches("sqlite://"));
     let set_mode = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    wait_for_health(&app, ServingStatus::Serving).await;
+    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     set_mode(0o444);
-    wait_for_health(&app, ServingStatus::NotServing).await;
+    watch_health_until(
+        &mut HealthClient::new(app.channel.clone()),
+        "",
+        ServingStatus::NotServing,
+    )
+    .await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 503);
     set_mode(0o644);
-    wait_for_health(&app, ServingStatus::Serving).await;
+    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     app.finish().await;
 }

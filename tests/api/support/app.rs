@@ -16,6 +16,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt;
 
 use super::db::{StoreKind, TestDb};
@@ -381,4 +384,27 @@ impl TestApp {
         use identityd::clock::Clock;
         self.clock.now()
     }
+}
+
+/// Follows `service`'s health (the empty name: the whole server) until it is `wanted`, failing
+/// after 30 s.
+pub async fn watch_health_until(client: &mut HealthClient<Channel>, service: &str, wanted: ServingStatus) {
+    let mut updates = client
+        .watch(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let wait = async {
+        while let Some(update) = updates.message().await.expect("health stream") {
+            if update.status == wanted as i32 {
+                return;
+            }
+        }
+        panic!("health stream ended before {wanted:?}");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{service:?} never became {wanted:?}"));
 }
