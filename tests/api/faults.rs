@@ -10,9 +10,8 @@ use sqlx::{Acquire, Connection};
 use tokio::sync::Mutex;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, watch_health_until};
+use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv};
 use crate::support::calls::cheap_hashing;
 use crate::support::db::StoreKind;
 use crate::support::postgres::RestartablePostgres;
@@ -42,7 +41,7 @@ async fn a_postgres_restart_under_load_loses_no_session(_env: TestEnv) {
         postgres_base_url: postgres.base_url(),
     };
     let app = TestApp::spawn_with(&env, cheap_hashing).await;
-    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
+    app.health_until(ServingStatus::Serving).await;
 
     // Four callers logging in and validating what they opened, each call with a deadline, until
     // told to stop (and at most a bounded number of rounds).
@@ -105,12 +104,7 @@ async fn a_postgres_restart_under_load_loses_no_session(_env: TestEnv) {
     })
     .await
     .unwrap();
-    watch_health_until(
-        &mut HealthClient::new(app.channel.clone()),
-        "",
-        ServingStatus::NotServing,
-    )
-    .await;
+    app.health_until(ServingStatus::NotServing).await;
     let noticed = stopped_at.elapsed();
     postgres = tokio::task::spawn_blocking(move || {
         postgres.start_again();
@@ -119,7 +113,7 @@ async fn a_postgres_restart_under_load_loses_no_session(_env: TestEnv) {
     .await
     .unwrap();
     let back_at = Instant::now();
-    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
+    app.health_until(ServingStatus::Serving).await;
     let recovery = back_at.elapsed();
     // Load goes on after the recovery until more sessions have been opened.
     let before = *opened_so_far.borrow();

@@ -9,9 +9,8 @@ use std::collections::HashMap;
 use identityd::grpc::pb;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, bearer, watch_health_until};
+use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, bearer};
 use crate::support::calls::cheap_hashing;
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
@@ -147,7 +146,7 @@ async fn metrics_count_calls_by_method_and_code(env: TestEnv) {
 async fn the_probes_answer_and_unknown_paths_do_not(env: TestEnv) {
     let app = spawn_with_admin(&env).await;
     assert_eq!(admin_get(&app, "/healthz").await.0, 200);
-    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
+    app.health_until(ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     assert_eq!(admin_get(&app, "/secrets").await.0, 404);
     app.finish().await;
@@ -186,20 +185,15 @@ async fn a_request_id_is_echoed_or_made(env: TestEnv) {
 
 async fn readyz_follows_the_database_server(env: TestEnv) {
     let app = spawn_with_admin(&env).await;
-    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
+    app.health_until(ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     app.db.refuse_connections(&env.postgres_base_url, true).await;
     // Readiness changes before the health status does, so once the watch says so, so does /readyz.
-    watch_health_until(
-        &mut HealthClient::new(app.channel.clone()),
-        "",
-        ServingStatus::NotServing,
-    )
-    .await;
+    app.health_until(ServingStatus::NotServing).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 503);
     assert_eq!(admin_get(&app, "/healthz").await.0, 200, "the process is still alive");
     app.db.refuse_connections(&env.postgres_base_url, false).await;
-    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
+    app.health_until(ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     app.finish().await;
 }
@@ -209,18 +203,13 @@ async fn readyz_follows_the_database_file(env: TestEnv) {
     let app = spawn_with_admin(&env).await;
     let path = std::path::PathBuf::from(app.db.url.trim_start_matches("sqlite://"));
     let set_mode = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
+    app.health_until(ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     set_mode(0o444);
-    watch_health_until(
-        &mut HealthClient::new(app.channel.clone()),
-        "",
-        ServingStatus::NotServing,
-    )
-    .await;
+    app.health_until(ServingStatus::NotServing).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 503);
     set_mode(0o644);
-    watch_health_until(&mut HealthClient::new(app.channel.clone()), "", ServingStatus::Serving).await;
+    app.health_until(ServingStatus::Serving).await;
     assert_eq!(admin_get(&app, "/readyz").await.0, 200);
     app.finish().await;
 }

@@ -297,6 +297,11 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Follows the whole server's health until it is `wanted` (see [`watch_health_until`]).
+    pub async fn health_until(&self, wanted: ServingStatus) {
+        watch_health_until(&mut HealthClient::new(self.channel.clone()), "", wanted).await;
+    }
+
     pub async fn validate(&self, token: &str) -> pb::ValidateSessionResponse {
         self.sessions
             .clone()
