@@ -20,7 +20,7 @@ impl StoreError {
             sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_sqlstate(&c)) => {
                 Self::Unavailable(e.into())
             }
-            sqlx::Error::Database(db) if is_sqlite_busy(db.as_ref()) => Self::Unavailable(e.into()),
+            sqlx::Error::Database(db) if is_sqlite_unavailable(db.as_ref()) => Self::Unavailable(e.into()),
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
                 Self::Unavailable(e.into())
             }
@@ -29,15 +29,29 @@ impl StoreError {
     }
 }
 
-/// SQLite's SQLITE_BUSY (another connection held the write lock for longer than the busy timeout)
-/// and SQLITE_LOCKED (a conflicting lock in the same process), with any extended code: the write
-/// may well succeed when tried again, so the caller is told to retry rather than of a fault.
-fn is_sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+/// SQLite result codes (any extended code) that say the database cannot take the statement now,
+/// not that the statement is wrong: SQLITE_BUSY (another connection held the write lock for longer
+/// than the busy timeout) and SQLITE_LOCKED (a conflicting lock in the same process), which may
+/// well succeed when tried again; SQLITE_FULL (the disk is full), SQLITE_READONLY and SQLITE_IOERR
+/// (the file cannot be written: a read-only or failing file system) and SQLITE_CANTOPEN, which last
+/// until an operator acts. Reads may still be answered meanwhile, so the server keeps serving: the
+/// calls that write are told the store is unavailable, as with Postgres's insufficient resources
+/// (SQLSTATE class 53, which holds disk_full). SQLITE_CORRUPT is not among them: it is a fault.
+fn is_sqlite_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
     const SQLITE_BUSY: i32 = 5;
     const SQLITE_LOCKED: i32 = 6;
+    const SQLITE_READONLY: i32 = 8;
+    const SQLITE_IOERR: i32 = 10;
+    const SQLITE_FULL: i32 = 13;
+    const SQLITE_CANTOPEN: i32 = 14;
     db.try_downcast_ref::<sqlx::sqlite::SqliteError>()
         .and_then(|e| sqlx::error::DatabaseError::code(e)?.parse::<i32>().ok())
-        .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+        .is_some_and(|code| {
+            matches!(
+                code & 0xff,
+                SQLITE_BUSY | SQLITE_LOCKED | SQLITE_READONLY | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN
+            )
+        })
 }
 
 /// SQLSTATEs that mean "the database cannot serve right now", not "this query is wrong":

@@ -107,6 +107,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .before_acquire(|conn, _| Box::pin(std::future::ready(Ok(!still_in_a_transaction(conn)))))
             .connect_with(options.clone())
             .await
             .with_context(|| format!("opening SQLite database {}", options.get_filename().display()))?;
@@ -182,6 +183,19 @@ fn identity(metadata: &std::fs::Metadata) -> Option<(u64, u64)> {
 #[cfg(not(unix))]
 fn identity(_: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
+}
+
+/// Whether a connection back in the pool still counts itself inside a transaction. SQLite rolls a
+/// transaction back by itself on some errors (a full disk, an I/O error); the `ROLLBACK` sent when
+/// the failed transaction is dropped then fails, and the connection would start its next
+/// transaction with "non-zero transaction depth". Such a connection is closed, not reused.
+fn still_in_a_transaction(conn: &sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    let stuck = conn.is_in_transaction();
+    if stuck {
+        tracing::warn!("closing a SQLite connection whose failed transaction SQLite had rolled back itself");
+    }
+    stuck
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod access_tokens;
 mod admin;
 mod authorization;
 mod concurrency;
+mod disk_faults;
 mod errors;
 mod failed_logins;
 mod faults;
@@ -111,6 +112,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("health", health::sqlite_tests()));
             modules.push(("observability", observability::sqlite_tests()));
             modules.push(("tls", tls::sqlite_tests()));
+            modules.push(("disk_faults", disk_faults::sqlite_tests()));
         }
     }
     (named(modules), exclusive)

@@ -152,10 +152,7 @@ impl TestApp {
         self.addr = app.local_addr();
         self.admin_addr = app.admin_addr();
         let (channel, shutdown, server) = serve(app).await;
-        self.login = LoginServiceClient::new(channel.clone());
-        self.sessions = SessionServiceClient::new(channel.clone());
-        self.admin = AdminServiceClient::new(channel.clone());
-        self.channel = channel;
+        self.talk_to(channel);
         self.shutdown = Some(shutdown);
         self.server = Some(server);
     }
@@ -204,6 +201,14 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server ran cleanly");
         }
+    }
+
+    /// Points every client at `channel` (another server over the same database) from now on.
+    pub fn talk_to(&mut self, channel: Channel) {
+        self.login = LoginServiceClient::new(channel.clone());
+        self.sessions = SessionServiceClient::new(channel.clone());
+        self.admin = AdminServiceClient::new(channel.clone());
+        self.channel = channel;
     }
 
     /// Stops the server and removes its database.

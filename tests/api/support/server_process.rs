@@ -2,7 +2,7 @@
 //! operator would, with every line it writes kept for the test.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
@@ -30,16 +30,18 @@ impl ServerProcess {
     /// the tests' key-encryption key, `RUST_LOG=log_level` and the variables in `env`, and
     /// connects to it once it says where it serves.
     pub async fn start(database_url: &str, log_level: &str, env: &[(&str, &str)]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_identityd"))
-            .env("DATABASE_URL", database_url)
-            // The key the in-process servers seal the signing keys and secrets with.
-            .env("IDENTITYD_KEY_ENCRYPTION_KEY", TEST_KEY_ENCRYPTION_KEY)
-            .env("IDENTITYD_LISTEN", "127.0.0.1:0")
-            .env("IDENTITYD_ARGON2_MEMORY_KIB", "64")
-            .env("IDENTITYD_ARGON2_ITERATIONS", "1")
-            .env("RUST_LOG", log_level)
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
+        Self::start_with(Command::new(BINARY), database_url, log_level, env).await
+    }
+
+    /// As [`ServerProcess::start`], with `command` starting the binary: a wrapper program (such as
+    /// `unshare`) that ends by running it, as its own process (the process id stays the binary's).
+    pub async fn start_with(
+        mut command: Command,
+        database_url: &str,
+        log_level: &str,
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let mut child = configure(&mut command, database_url, log_level, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -79,6 +81,28 @@ impl ServerProcess {
         }
     }
 
+    /// The process id of the binary.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs `command` (see [`ServerProcess::start_with`]) until the binary exits by itself, and
+    /// answers how it exited and everything it wrote.
+    pub fn run_until_exit(mut command: Command, database_url: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+        let output = configure(&mut command, database_url, "info", env)
+            .output()
+            .expect("run identityd");
+        let mut written = String::from_utf8_lossy(&output.stdout).into_owned();
+        written.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status, written)
+    }
+
+    /// Every line the binary has written so far.
+    pub fn written_so_far(&mut self) -> &[String] {
+        self.log.extend(self.lines.get_mut().unwrap().try_iter());
+        &self.log
+    }
+
     /// Waits until the binary writes a line containing `text` (or has written one), and answers it.
     pub fn wait_for(&mut self, text: &str) -> String {
         if let Some(line) = self.log.iter().find(|l| l.contains(text)) {
@@ -102,6 +126,28 @@ impl ServerProcess {
         self.log.extend(self.lines.into_inner().unwrap().try_iter());
         self.log
     }
+}
+
+/// The binary the tests start.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_identityd");
+
+/// Sets the environment every started binary gets.
+fn configure<'c>(
+    command: &'c mut Command,
+    database_url: &str,
+    log_level: &str,
+    env: &[(&str, &str)],
+) -> &'c mut Command {
+    command
+        .env("DATABASE_URL", database_url)
+        // The key the in-process servers seal the signing keys and secrets with.
+        .env("IDENTITYD_KEY_ENCRYPTION_KEY", TEST_KEY_ENCRYPTION_KEY)
+        .env("IDENTITYD_LISTEN", "127.0.0.1:0")
+        .env("IDENTITYD_ARGON2_MEMORY_KIB", "64")
+        .env("IDENTITYD_ARGON2_ITERATIONS", "1")
+        .env("RUST_LOG", log_level)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
 }
 
 /// Reads `lines` into `log` until one contains `text`.

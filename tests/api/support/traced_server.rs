@@ -1,10 +1,6 @@
 //! The real `identityd` binary over a test's database with every log line on (`RUST_LOG=trace`),
 //! for the tests that look for secrets in what the service writes to its log.
 
-use identityd::grpc::pb::admin_service_client::AdminServiceClient;
-use identityd::grpc::pb::login_service_client::LoginServiceClient;
-use identityd::grpc::pb::session_service_client::SessionServiceClient;
-
 use super::app::TestApp;
 use super::server_process::ServerProcess;
 
@@ -17,11 +13,7 @@ impl TracedServer {
     pub async fn replace(app: &mut TestApp) -> TracedServer {
         app.stop().await;
         let server = ServerProcess::start(&app.db.url, "trace", &[]).await;
-        let channel = server.channel.clone();
-        app.login = LoginServiceClient::new(channel.clone());
-        app.sessions = SessionServiceClient::new(channel.clone());
-        app.admin = AdminServiceClient::new(channel.clone());
-        app.channel = channel;
+        app.talk_to(server.channel.clone());
         TracedServer(server)
     }
 
