@@ -2,6 +2,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, from_timestamp, password_expiry_from, roles_from, whole_seconds};
 use super::error::to_status;
+use super::field_mask::{self, mask_paths};
 use super::identity_providers;
 use super::pb;
 use super::request::{authenticated, parse_id, parse_optional_id};
@@ -16,24 +17,6 @@ impl AdminApi {
     pub fn new(identity: Identity) -> Self {
         Self { identity }
     }
-}
-
-/// The paths of an update mask; at least one is required.
-fn mask_paths(mask: Option<prost_types::FieldMask>, allowed: &[&str]) -> Result<Vec<String>, Error> {
-    let paths = mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            format!("must name the fields to change: {}", allowed.join(", ")),
-        ));
-    }
-    if let Some(bad) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
-        return Err(Error::invalid(
-            "update_mask",
-            format!("{bad:?} cannot be changed; use {}", allowed.join(", ")),
-        ));
-    }
-    Ok(paths)
 }
 
 fn parse_ids(field: &str, raw: &[String]) -> Result<Vec<uuid::Uuid>, Error> {
@@ -103,20 +86,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
             let t = req.tenant.ok_or_else(|| Error::invalid("tenant", "is required"))?;
             let tenant_id = parse_id("tenant.tenant_id", &t.tenant_id)?;
-            let paths = mask_paths(
-                req.update_mask,
-                &[
-                    "name",
-                    "password_expiry",
-                    "served_tenant_ids",
-                    "max_access_token_days",
-                    "min_password_length",
-                    "lockout_failures",
-                    "lockout_duration",
-                    "max_lockout_duration",
-                    "allow_customer_support",
-                ],
-            )?;
+            let paths = mask_paths(req.update_mask, &field_mask::TENANT_PATHS)?;
             let mut patch = TenantPatch::default();
             for path in &paths {
                 match path.as_str() {
@@ -227,18 +197,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             let (caller, meta, req) = authenticated(&self.identity, request).await?;
             let u = req.user.ok_or_else(|| Error::invalid("user", "is required"))?;
             let user_id = parse_id("user.user_id", &u.user_id)?;
-            let paths = mask_paths(
-                req.update_mask,
-                &[
-                    "email",
-                    "first_name",
-                    "last_name",
-                    "time_zone",
-                    "locale",
-                    "date_format",
-                    "employee_number",
-                ],
-            )?;
+            let paths = mask_paths(req.update_mask, &field_mask::USER_PATHS)?;
             let mut patch = ProfilePatch::default();
             for path in &paths {
                 let (slot, value) = match path.as_str() {

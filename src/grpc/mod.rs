@@ -7,6 +7,7 @@ mod convert;
 mod decode_errors;
 mod drain;
 pub mod error;
+pub mod field_mask;
 mod identity_providers;
 mod in_flight_limit;
 mod login;
