@@ -104,6 +104,7 @@ impl Call {
             .extensions()
             .get::<TcpConnectInfo>()
             .and_then(TcpConnectInfo::remote_addr);
+        // Strings that need no escaping, which the text log writes at once (telemetry::log_fields).
         let span = tracing::info_span!(
             "rpc",
             service,

@@ -1,6 +1,7 @@
 //! Telemetry set up once: the tracing subscriber (and, with the `otlp` feature, OpenTelemetry
 //! export), and the metrics every part of the service records.
 
+mod log_fields;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -20,14 +21,19 @@ pub enum LogFormat {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are exported too, until the answer is dropped.
 #[must_use = "spans still buffered are exported when the guard is dropped"]
 pub fn init(format: LogFormat) -> TelemetryGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let lines = tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE);
+    // Colours only for a terminal: escape codes in a log file or a collector are noise, and
+    // writing them costs every span its fields' styling.
+    let lines = tracing_subscriber::fmt::layer()
+        .with_span_events(FmtSpan::NONE)
+        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let lines = match format {
-        LogFormat::Text => lines.boxed(),
+        LogFormat::Text => lines.fmt_fields(log_fields::LogFields).boxed(),
         LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
     #[cfg(feature = "otlp")]
