@@ -46,32 +46,50 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     async fn fetch_optional_on(self, on: On<'_, DB>) -> StoreResult<Option<DB::Row>> {
-        if !on.own_transaction {
-            return Ok(self.fetch_optional(on.pool).await?);
-        }
-        let mut tx = on.pool.begin_with(on.begin).await?;
-        let row = self.fetch_optional(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(row)
+        timed(async {
+            if !on.own_transaction {
+                return Ok(self.fetch_optional(on.pool).await?);
+            }
+            let mut tx = on.pool.begin_with(on.begin).await?;
+            let row = self.fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
+        .await
     }
 
     async fn fetch_all_on(self, on: On<'_, DB>) -> StoreResult<Vec<DB::Row>> {
-        if !on.own_transaction {
-            return Ok(self.fetch_all(on.pool).await?);
-        }
-        let mut tx = on.pool.begin_with(on.begin).await?;
-        let rows = self.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(rows)
+        timed(async {
+            if !on.own_transaction {
+                return Ok(self.fetch_all(on.pool).await?);
+            }
+            let mut tx = on.pool.begin_with(on.begin).await?;
+            let rows = self.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn execute_on(self, on: On<'_, DB>) -> StoreResult<DB::QueryResult> {
-        if !on.own_transaction {
-            return Ok(self.execute(on.pool).await?);
-        }
-        let mut tx = on.pool.begin_with(on.begin).await?;
-        let result = self.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(result)
+        timed(async {
+            if !on.own_transaction {
+                return Ok(self.execute(on.pool).await?);
+            }
+            let mut tx = on.pool.begin_with(on.begin).await?;
+            let result = self.execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(result)
+        })
+        .await
     }
+}
+
+/// Runs a statement and records how long it took (`identityd_db_statement_duration_seconds`),
+/// whether it succeeded or not.
+async fn timed<T>(statement: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    let started = std::time::Instant::now();
+    let result = statement.await;
+    crate::telemetry::metrics::db_statement(started.elapsed());
+    result
 }

@@ -39,6 +39,10 @@ pub const DB_POOL_CONNECTIONS: &str = "identityd_db_pool_connections";
 pub const DB_POOL_MAX: &str = "identityd_db_pool_max_connections";
 /// Round trip of the health probe's query (`SELECT 1`), every 2 s.
 pub const DB_PING_DURATION: &str = "identityd_db_ping_duration_seconds";
+/// Time of each statement run on its own, outside a write transaction (the reads — sessions,
+/// users, tokens, lists —, the ping and the sweeps' deletes), from asking the pool for a
+/// connection to the last row, pool wait included.
+pub const DB_STATEMENT_DURATION: &str = "identityd_db_statement_duration_seconds";
 /// Sessions opened, by `kind` (the session kind: `password`, `access_token`, `sso`,
 /// `service_account`, `customer_support`, `proxy`).
 pub const SESSIONS_OPENED: &str = "identityd_sessions_opened_total";
@@ -91,6 +95,11 @@ fn describe() {
         Unit::Seconds,
         "Round trip of the health probe's query"
     );
+    describe_histogram!(
+        DB_STATEMENT_DURATION,
+        Unit::Seconds,
+        "Time of a statement outside a write transaction, pool wait included"
+    );
     describe_counter!(SESSIONS_OPENED, "Sessions opened, by kind of opening");
     describe_counter!(SESSIONS_ENDED, "Sessions ended by a logout or a revocation");
 }
@@ -123,6 +132,7 @@ struct Handles {
     cache_hits: Counter,
     cache_misses: Counter,
     ping: Histogram,
+    statement: Histogram,
     sessions_ended: Counter,
     /// Per service, method and outcome, keyed by where their `'static` names live (service and
     /// method names are interned once per process) and the HTTP status.
@@ -149,6 +159,7 @@ fn make_handles() -> Handles {
         cache_hits: counter!(VALIDATION_CACHE_HITS),
         cache_misses: counter!(VALIDATION_CACHE_MISSES),
         ping: histogram!(DB_PING_DURATION),
+        statement: histogram!(DB_STATEMENT_DURATION),
         sessions_ended: counter!(SESSIONS_ENDED),
         calls: RwLock::new(HashMap::new()),
     }
@@ -243,6 +254,13 @@ pub fn db_pool(pool: &'static str, open: u32, idle: usize, max: u32) {
 pub fn db_ping(elapsed: Duration) {
     if let Some(handles) = handles() {
         handles.ping.record(elapsed.as_secs_f64());
+    }
+}
+
+/// A statement outside a write transaction took `elapsed`.
+pub fn db_statement(elapsed: Duration) {
+    if let Some(handles) = handles() {
+        handles.statement.record(elapsed.as_secs_f64());
     }
 }
 

@@ -120,6 +120,10 @@ async fn metrics_count_calls_by_method_and_code(env: TestEnv) {
     assert!(moved(LOGOUT_OK) >= 1.0, "{LOGOUT_OK}");
     assert!(moved(PASSWORD_SESSIONS) >= 1.0, "a login opens a password session");
     assert!(moved("identityd_sessions_ended_total") >= 1.0, "a logout ends one");
+    assert!(
+        moved("identityd_db_statement_duration_seconds_count") >= 1.0,
+        "the reads of a login are timed"
+    );
     let validations = moved("identityd_validation_cache_hits_total") + moved("identityd_validation_cache_misses_total");
     assert!(validations >= 3.0, "every validation is a cache hit or a miss");
     // Two password hashes (the logins) went through the admission queue and are done.
