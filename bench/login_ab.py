@@ -32,7 +32,7 @@ def one_round(build, load_dir, url, duration):
         server.stop()
     if logins["errors"]:
         raise SystemExit(f"login run with errors: {logins['errors']}")
-    return logins["requests_per_second"] / ((before + after) / 2)
+    return logins["succeeded_per_second"] / ((before + after) / 2)
 
 
 def main():

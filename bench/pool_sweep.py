@@ -29,8 +29,8 @@ def sweep(store, url, sizes, duration, tmp):
             validate = bench.run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
         finally:
             server.stop()
-        rows.append((size, validate["requests_per_second"] / health["requests_per_second"],
-                     validate["requests_per_second"], validate["p99_ms"]))
+        rows.append((size, validate["succeeded_per_second"] / health["succeeded_per_second"],
+                     validate["succeeded_per_second"], validate["p99_ms"]))
     return rows
 
 

@@ -23,8 +23,8 @@ def measure(store, url, duration, rounds):
     grpc, rest = [], []
     try:
         for _ in range(rounds):
-            grpc.append(bench.run(server, "validate", duration, "--concurrency", "64", "--sessions", "64")["report"]["requests_per_second"])
-            rest.append(bench.run(server, "rest-validate", duration, "--concurrency", "64", "--sessions", "64")["report"]["requests_per_second"])
+            grpc.append(bench.run(server, "validate", duration, "--concurrency", "64", "--sessions", "64")["report"]["succeeded_per_second"])
+            rest.append(bench.run(server, "rest-validate", duration, "--concurrency", "64", "--sessions", "64")["report"]["succeeded_per_second"])
     finally:
         server.stop()
     g, r = sum(grpc) / len(grpc), sum(rest) / len(rest)

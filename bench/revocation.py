@@ -135,8 +135,8 @@ def main():
         for name, runs in by_build.items():
             quiet = mean([r["p99_ms"] for r in runs["quiet"]])
             during = mean([r["p99_ms"] for r in runs["revocation"]])
-            rate = mean([r["requests_per_second"] for r in runs["revocation"]]) / mean(
-                [r["requests_per_second"] for r in runs["quiet"]])
+            rate = mean([r["succeeded_per_second"] for r in runs["revocation"]]) / mean(
+                [r["succeeded_per_second"] for r in runs["quiet"]])
             print(f"| {store} | {name} | {quiet:.2f} ms | {during:.2f} ms | {during / quiet:.2f} | {rate:.2f} |")
     for store, by_build in results.items():
         old, new = (mean([r["p99_ms"] for r in by_build[name]["revocation"]]) for name in (commit, "current"))

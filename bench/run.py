@@ -70,9 +70,28 @@ class Server:
         self.process.wait(timeout=30)
 
 
+# A ratio is only as good as the runs it divides: a run in which more than this share of the calls
+# failed is refused, whatever its rate. (A failed call is never counted as throughput anyway.)
+ERROR_BUDGET = 0.001
+
+
+def checked(report):
+    """Prints a run's failures, and stops the benchmark when they exceed the error budget."""
+    if report["failed"]:
+        print(f"      {report['failed']} of {report['requests']} calls failed: {report['errors']}", flush=True)
+    if report["failed"] > ERROR_BUDGET * report["requests"]:
+        raise SystemExit(f"{report['scenario']}: {report['failed']} of {report['requests']} calls failed "
+                         f"({report['errors']}), beyond the error budget of {ERROR_BUDGET:.1%}: no ratio from it")
+    return report
+
+
 def run(server, scenario, duration, *extra):
-    return load("run", "--target", server.target, "--scenario", scenario, "--duration", duration,
-                "--warmup", "2s", "--user", ADMIN, *extra)
+    result = load("run", "--target", server.target, "--scenario", scenario, "--duration", duration,
+                  "--warmup", "2s", "--user", ADMIN, *extra)
+    checked(result["report"])
+    if result.get("storm"):
+        checked(result["storm"])
+    return result
 
 
 def use_binaries(bin_dir, load_dir=None):
@@ -118,12 +137,12 @@ def bench_store(store, url, duration, tmp, startup_url):
         # The REST layer's isSessionValid over the same kind of pool, right after: HTTP/1.1 and
         # XML against the gRPC call it stands beside.
         rest_hot = run(server, "rest-validate", duration, "--concurrency", "64", "--sessions", "64")["report"]
-        rows["rest_validate_vs_grpc"] = (rest_hot["requests_per_second"], hot["requests_per_second"])
+        rows["rest_validate_vs_grpc"] = (rest_hot["succeeded_per_second"], hot["succeeded_per_second"])
         validate = run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
         health_after = run(server, "health", duration, "--concurrency", "64")["report"]
-        health = (health_before["requests_per_second"] + health_after["requests_per_second"]) / 2
-        rows["validate_vs_health"] = (hot["requests_per_second"], health)
-        rows["validate_10k_vs_health"] = (validate["requests_per_second"], health)
+        health = (health_before["succeeded_per_second"] + health_after["succeeded_per_second"]) / 2
+        rows["validate_vs_health"] = (hot["succeeded_per_second"], health)
+        rows["validate_10k_vs_health"] = (validate["succeeded_per_second"], health)
 
         # The same for the hashing ceiling around the logins.
         before = load("hash-ceiling", "--duration", "5s")
@@ -131,18 +150,24 @@ def bench_store(store, url, duration, tmp, startup_url):
         after = load("hash-ceiling", "--duration", "5s")
         ceiling = {key: (before[key] + after[key]) / 2
                    for key in ("hashes_per_second", "hashes_per_second_fresh_memory")}
-        rows["login_vs_hash_ceiling"] = (logins["requests_per_second"], ceiling["hashes_per_second"])
+        rows["login_vs_hash_ceiling"] = (logins["succeeded_per_second"], ceiling["hashes_per_second"])
         rows["hash_memory_reuse"] = (ceiling["hashes_per_second"], ceiling["hashes_per_second_fresh_memory"])
 
         token_logins = run(server, "login-token", duration, "--concurrency", "8")["report"]
-        rows["login_token_vs_hash_ceiling"] = (token_logins["requests_per_second"], ceiling["hashes_per_second"])
+        rows["login_token_vs_hash_ceiling"] = (token_logins["succeeded_per_second"], ceiling["hashes_per_second"])
 
-        # Likewise the quiet p99 is measured before and after the storm.
-        quiet = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
-        storm = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens, "--storm", "8")
-        quiet_after = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        # Row 3 is an open load: validations due at a fixed rate, a quarter of what 16 callers
+        # manage closed-loop, so that a call delayed by the storm is counted from when it was due
+        # (a closed load would send fewer calls instead, and hide the wait). The quiet p99 is
+        # measured before and after the storm.
+        capacity = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        rate = f"{capacity['succeeded_per_second'] / 4:.0f}"
+        open_load = ("--concurrency", "16", "--tokens-file", tokens, "--rate", rate)
+        quiet = run(server, "validate", duration, *open_load)["report"]
+        storm = run(server, "validate", duration, *open_load, "--storm", "8")
+        quiet_after = run(server, "validate", duration, *open_load)["report"]
         rows["p99_storm_vs_quiet"] = (storm["report"]["p99_ms"], (quiet["p99_ms"] + quiet_after["p99_ms"]) / 2)
-        rows["storm_logins_per_second"] = (storm["storm"]["requests_per_second"], ceiling["hashes_per_second"])
+        rows["storm_logins_per_second"] = (storm["storm"]["succeeded_per_second"], ceiling["hashes_per_second"])
 
         # Row 4 is about the store's lookup as the table grows, so both runs go without the
         # validation cache, each on a freshly started server.
@@ -172,7 +197,7 @@ TARGETS = [
     ("validate_vs_health", "1. validate rate ÷ health rate, concurrency 64 (64 sessions)", ">=", 0.8),
     ("validate_10k_vs_health", "   the same over 10,000 sessions (mostly cache misses)", None, None),
     ("login_vs_hash_ceiling", "2. password-login rate ÷ hashing ceiling", ">=", 0.9),
-    ("p99_storm_vs_quiet", "3. validate p99 during a login storm ÷ without", "<=", 2.0),
+    ("p99_storm_vs_quiet", "3. validate p99 during a login storm ÷ without (open load)", "<=", 2.0),
     ("storm_logins_per_second", "   password logins during that storm ÷ hashing ceiling", None, None),
     ("p50_1m_vs_10k", "4. validate p50 with 1M sessions ÷ with 10k (no cache)", "<=", 1.2),
     ("idle_rss_mib", "5a. resident memory idle, MiB", "<=", 20.0),

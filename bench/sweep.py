@@ -137,8 +137,8 @@ def main():
         covered = mean([r["covered"] for r in runs])
         quiet = mean([r["quiet"]["p99_ms"] for r in runs])
         during = mean([r["during"]["p99_ms"] for r in runs])
-        throughput = mean([r["during"]["requests_per_second"] for r in runs]) / mean(
-            [r["quiet"]["requests_per_second"] for r in runs])
+        throughput = mean([r["during"]["succeeded_per_second"] for r in runs]) / mean(
+            [r["quiet"]["succeeded_per_second"] for r in runs])
         print(f"| {store} | {rate:,.0f} | {covered:.2f} | {quiet:.2f} ms | {during:.2f} ms | {during / quiet:.2f} "
               f"| {throughput:.2f} |")
     json.dump(results, open(os.path.join(ROOT, "target/sweep-results.json"), "w"), indent=2)

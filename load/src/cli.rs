@@ -79,9 +79,14 @@ pub struct RunArgs {
     pub target: String,
     #[arg(long, value_enum)]
     pub scenario: Scenario,
-    /// Calls in flight at once.
+    /// Callers: the calls in flight at once (closed load), or at most (open load, with --rate).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// An open load: this many calls per second are due, whatever the answers, and each call's
+    /// latency counts from when it was due (so time spent waiting for a free caller counts).
+    /// Without it, each caller sends its next call when its last one is answered.
+    #[arg(long, value_parser = parse_rate, conflicts_with = "requests")]
+    pub rate: Option<f64>,
     /// HTTP/2 connections the calls share.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
@@ -134,6 +139,14 @@ pub struct RunArgs {
 impl RunArgs {
     /// The measurement lasts this long when neither a duration nor a request count is given.
     pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+}
+
+/// A rate of calls per second: a finite number above zero.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a rate of calls per second above zero")),
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -225,7 +238,7 @@ mod tests {
             (64, 4, 64, 0)
         );
         assert_eq!(run.warmup, Duration::from_secs(2));
-        assert_eq!((run.duration, run.requests), (None, None));
+        assert_eq!((run.duration, run.requests, run.rate), (None, None, None));
         assert_eq!((run.revoke_user, run.revoke_target), (None, None));
         assert_eq!(run.target, "http://127.0.0.1:50051");
     }
@@ -250,6 +263,8 @@ mod tests {
             "3",
             "--json",
             "out.json",
+            "--rate",
+            "2500.5",
         ])
         .unwrap();
         let Command::Run(run) = cli.command else { panic!() };
@@ -258,6 +273,7 @@ mod tests {
         assert_eq!(run.warmup, Duration::from_secs(60));
         assert_eq!((run.concurrency, run.connections, run.storm), (8, 2, 3));
         assert_eq!(run.json.as_deref(), Some(std::path::Path::new("out.json")));
+        assert_eq!(run.rate, Some(2500.5));
     }
 
     #[test]
@@ -286,6 +302,16 @@ mod tests {
         assert!(parse(&["run", "--scenario", "health", "--duration", "5s", "--requests", "9"]).is_err());
         assert!(parse(&["run", "--scenario", "health", "--duration", "soon"]).is_err());
         assert!(parse(&["run", "--scenario", "health", "--concurrency", "-1"]).is_err());
+        for rate in ["0", "-5", "NaN", "inf", "fast"] {
+            assert!(
+                parse(&["run", "--scenario", "health", "--rate", rate]).is_err(),
+                "rate {rate}"
+            );
+        }
+        assert!(
+            parse(&["run", "--scenario", "health", "--rate", "100", "--requests", "9"]).is_err(),
+            "an open load runs for a duration"
+        );
         assert!(
             parse(&["run", "--scenario", "validate", "--revoke-after", "2s"]).is_err(),
             "a revocation needs its user"

@@ -16,7 +16,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::cli::{RunArgs, Scenario};
-use crate::stats::{Latencies, Report};
+use crate::stats::{Latencies, Load, Report};
 
 /// What one run measured: the scenario, and the login storm beside it when there was one.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -326,15 +326,77 @@ async fn prepare(args: &RunArgs, channel: &Channel) -> anyhow::Result<Prepared> 
     })
 }
 
-/// Per-worker results.
+/// Per-worker results: the latency of every measured call, and the failures by code.
 #[derive(Default)]
 struct Tally {
-    ok: Latencies,
+    calls: Latencies,
     errors: BTreeMap<String, u64>,
 }
 
-/// Runs `workers` callers of `scenario` until `stop` is set, measuring once `measuring` is set.
-#[allow(clippy::too_many_arguments)]
+impl Tally {
+    fn count(&mut self, result: Result<(), tonic::Code>, latency: Duration) {
+        self.calls.record(latency);
+        if let Err(code) = result {
+            *self.errors.entry(format!("{code:?}")).or_default() += 1;
+        }
+    }
+}
+
+/// When the calls of an open load are due: call `n` at `n / rate` seconds after the start. The
+/// calls due in the measured window are counted, whenever they are answered.
+struct Schedule {
+    start: Instant,
+    rate: f64,
+    next: AtomicU64,
+    /// The first call measured, and the first one past the window (not sent).
+    measured: std::ops::Range<u64>,
+}
+
+impl Schedule {
+    fn new(rate: f64, warmup: Duration, duration: Duration) -> Self {
+        let first = (warmup.as_secs_f64() * rate).ceil() as u64;
+        let count = (duration.as_secs_f64() * rate).round() as u64;
+        Schedule {
+            start: Instant::now(),
+            rate,
+            next: AtomicU64::new(0),
+            measured: first..first + count,
+        }
+    }
+
+    fn due(&self, call: u64) -> Instant {
+        self.start + Duration::from_secs_f64(call as f64 / self.rate)
+    }
+
+    /// When the measured window opens and closes.
+    fn window(&self) -> (Instant, Instant) {
+        (self.due(self.measured.start), self.due(self.measured.end))
+    }
+}
+
+/// Where an open-load call's latency counts from. A caller that was free before the call was due
+/// waited for it, and the timer's lateness in waking it is not the server's: the call counts from
+/// when it was sent. A caller that took the call already due was busy with earlier ones, and that
+/// wait is what a closed load hides: the call counts from when it was due.
+fn counted_from(due: Instant, taken: Instant, sent: Instant) -> Instant {
+    if taken < due { sent } else { due }
+}
+
+/// How the callers pace their calls.
+#[derive(Clone)]
+enum Pace {
+    /// Each caller sends its next call when its last is answered, until `stop`; calls are measured
+    /// while `measuring` is set, and at most `budget` of them when there is one.
+    Closed {
+        measuring: Arc<AtomicBool>,
+        stop: Arc<AtomicBool>,
+        budget: Option<Arc<AtomicU64>>,
+    },
+    /// Calls sent when due; a caller stops at the first call past the window.
+    Open(Arc<Schedule>),
+}
+
+/// Runs `workers` callers of `scenario`, paced by `pace`.
 fn spawn_workers(
     scenario: Scenario,
     workers: usize,
@@ -342,51 +404,109 @@ fn spawn_workers(
     rest: &Rest,
     prepared: &Arc<Prepared>,
     user: &Arc<str>,
-    measuring: &Arc<AtomicBool>,
-    stop: &Arc<AtomicBool>,
-    budget: Option<Arc<AtomicU64>>,
+    pace: &Pace,
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
     (0..workers)
         .map(|w| {
-            let mut clients = Clients::new(channels[w % channels.len()].clone(), rest.clone());
-            let (prepared, user, measuring, stop) = (prepared.clone(), user.clone(), measuring.clone(), stop.clone());
-            let budget = budget.clone();
+            let clients = Clients::new(channels[w % channels.len()].clone(), rest.clone());
+            let (prepared, user, pace) = (prepared.clone(), user.clone(), pace.clone());
             tokio::spawn(async move {
-                let mut tally = Tally::default();
-                let mut n = w as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let counted = measuring.load(Ordering::Relaxed);
-                    if counted && let Some(budget) = &budget {
-                        // Take one request from the budget; when it is spent, this worker is done.
-                        if budget
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
-                            .is_err()
-                        {
-                            break;
-                        }
+                let mut caller = Caller {
+                    scenario,
+                    clients,
+                    prepared,
+                    user,
+                    tally: Tally::default(),
+                };
+                match pace {
+                    Pace::Closed {
+                        measuring,
+                        stop,
+                        budget,
+                    } => {
+                        caller
+                            .closed(w as u64, workers as u64, &measuring, &stop, budget.as_deref())
+                            .await
                     }
-                    let call = Call::nth(scenario, n);
-                    let start = Instant::now();
-                    let result = clients.call(call, n, &user, &prepared).await;
-                    if counted {
-                        match result {
-                            Ok(()) => tally.ok.record(start.elapsed()),
-                            Err(code) => *tally.errors.entry(format!("{code:?}")).or_default() += 1,
-                        }
-                    }
-                    n += workers as u64;
+                    Pace::Open(schedule) => caller.open(&schedule).await,
                 }
-                tally
+                caller.tally
             })
         })
         .collect()
+}
+
+/// One caller and what it measured.
+struct Caller {
+    scenario: Scenario,
+    clients: Clients,
+    prepared: Arc<Prepared>,
+    user: Arc<str>,
+    tally: Tally,
+}
+
+impl Caller {
+    async fn call(&mut self, n: u64) -> Result<(), tonic::Code> {
+        let call = Call::nth(self.scenario, n);
+        self.clients.call(call, n, &self.user, &self.prepared).await
+    }
+
+    /// Calls `first`, `first + step`, …, each when the last is answered.
+    async fn closed(
+        &mut self,
+        first: u64,
+        step: u64,
+        measuring: &AtomicBool,
+        stop: &AtomicBool,
+        budget: Option<&AtomicU64>,
+    ) {
+        let mut n = first;
+        while !stop.load(Ordering::Relaxed) {
+            let counted = measuring.load(Ordering::Relaxed);
+            if counted && let Some(budget) = budget {
+                // Take one request from the budget; when it is spent, this caller is done.
+                if budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            let start = Instant::now();
+            let result = self.call(n).await;
+            if counted {
+                self.tally.count(result, start.elapsed());
+            }
+            n += step;
+        }
+    }
+
+    /// Takes the next call due, waits until it is due, sends it; until the window closes.
+    async fn open(&mut self, schedule: &Schedule) {
+        loop {
+            let n = schedule.next.fetch_add(1, Ordering::Relaxed);
+            if n >= schedule.measured.end {
+                break;
+            }
+            let due = schedule.due(n);
+            let taken = Instant::now();
+            if taken < due {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let sent = Instant::now();
+            let result = self.call(n).await;
+            if schedule.measured.contains(&n) {
+                self.tally.count(result, counted_from(due, taken, sent).elapsed());
+            }
+        }
+    }
 }
 
 async fn gather(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
     let mut all = Tally::default();
     for handle in handles {
         if let Ok(tally) = handle.await {
-            all.ok.merge(tally.ok);
+            all.calls.merge(tally.calls);
             for (code, n) in tally.errors {
                 *all.errors.entry(code).or_default() += n;
             }
@@ -402,9 +522,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let rest = Rest::new(&args.target)?;
     let revocation = PreparedRevocation::new(&args, &channels).await?;
     let user: Arc<str> = args.user.clone().into();
+    let duration = args.duration.unwrap_or(RunArgs::DEFAULT_DURATION);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    let closed = |budget| Pace::Closed {
+        measuring: measuring.clone(),
+        stop: stop.clone(),
+        budget,
+    };
     let budget = args.requests.map(|n| Arc::new(AtomicU64::new(n)));
+    let (pace, load) = match args.rate {
+        Some(rate) => (
+            Pace::Open(Arc::new(Schedule::new(rate, args.warmup, duration))),
+            Load::Open { calls_per_second: rate },
+        ),
+        None => (closed(budget.clone()), Load::Closed),
+    };
     let workers = spawn_workers(
         args.scenario,
         args.concurrency.max(1),
@@ -412,10 +545,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         &rest,
         &prepared,
         &user,
-        &measuring,
-        &stop,
-        budget.clone(),
+        &pace,
     );
+    // The storm's callers are closed: as many logins as they can, all through the measurement.
     let storm = spawn_workers(
         Scenario::LoginPassword,
         args.storm,
@@ -423,14 +555,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         &rest,
         &prepared,
         &user,
-        &measuring,
-        &stop,
-        None,
+        &closed(None),
     );
 
-    tokio::time::sleep(args.warmup).await;
+    let (start, end) = match &pace {
+        Pace::Open(schedule) => schedule.window(),
+        Pace::Closed { .. } => {
+            let start = Instant::now() + args.warmup;
+            (start, start + duration)
+        }
+    };
+    tokio::time::sleep_until(start.into()).await;
     measuring.store(true, Ordering::Relaxed);
-    let start = Instant::now();
     let revocation = revocation.map(|revocation| {
         let after = args.revoke_after;
         tokio::spawn(async move {
@@ -444,9 +580,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        None => tokio::time::sleep(args.duration.unwrap_or(RunArgs::DEFAULT_DURATION)).await,
+        None => tokio::time::sleep_until(end.into()).await,
     }
     stop.store(true, Ordering::Relaxed);
+    // An open load's callers go on past the window until every call due in it is answered.
     let main = gather(workers).await;
     let elapsed = start.elapsed();
     let storm_tally = gather(storm).await;
@@ -455,9 +592,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         None => None,
     };
 
-    let report = Report::new(args.scenario.name(), args.concurrency, elapsed, main.ok, main.errors);
-    let storm =
-        (args.storm > 0).then(|| Report::new("login-storm", args.storm, elapsed, storm_tally.ok, storm_tally.errors));
+    let report = Report::new(
+        args.scenario.name(),
+        load,
+        args.concurrency,
+        elapsed,
+        main.calls,
+        main.errors,
+    );
+    let storm = (args.storm > 0).then(|| {
+        Report::new(
+            "login-storm",
+            Load::Closed,
+            args.storm,
+            elapsed,
+            storm_tally.calls,
+            storm_tally.errors,
+        )
+    });
     let server_rss_kib = args.pid.and_then(resident_kib);
     Ok(RunOutcome {
         report,
@@ -490,6 +642,31 @@ mod tests {
             }
         }
         assert_eq!(counts, [900, 80, 20]);
+    }
+
+    #[test]
+    fn an_open_schedule_measures_the_calls_due_in_its_window() {
+        let schedule = Schedule::new(200.0, Duration::from_millis(500), Duration::from_secs(1));
+        assert_eq!(schedule.measured, 100..300, "due from 0.5 s to 1.5 s, one every 5 ms");
+        assert_eq!(schedule.due(300) - schedule.due(100), Duration::from_secs(1));
+        assert_eq!(schedule.due(1) - schedule.start, Duration::from_millis(5));
+        let odd = Schedule::new(3.0, Duration::from_millis(100), Duration::from_millis(2500));
+        assert_eq!(
+            odd.measured,
+            1..9,
+            "calls due at 1/3 s, 2/3 s, …, 8/3 s: the window holds 7.5"
+        );
+    }
+
+    #[test]
+    fn a_call_counts_from_when_it_was_due_unless_its_caller_waited_for_it() {
+        let due = Instant::now();
+        let ms = Duration::from_millis;
+        // Free early, woken 1 ms late by the timer: counted from the send.
+        assert_eq!(counted_from(due, due - ms(3), due + ms(1)), due + ms(1));
+        // Taken 40 ms after it was due, busy with earlier calls: the 40 ms count.
+        assert_eq!(counted_from(due, due + ms(40), due + ms(40)), due);
+        assert_eq!(counted_from(due, due, due), due);
     }
 
     #[test]

@@ -51,14 +51,35 @@ impl Latencies {
     }
 }
 
-/// What a scenario measured: throughput, latency percentiles in milliseconds, errors by gRPC code.
+/// How the calls were sent.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Load {
+    /// Each caller sends its next call when the last one is answered: a slow answer also delays
+    /// the calls behind it, so the latencies miss the wait those calls would have had.
+    Closed,
+    /// Calls are due at a fixed rate whatever the answers; a call's latency is counted from when it
+    /// was due, so waiting for a free caller counts.
+    Open { calls_per_second: f64 },
+}
+
+/// What a scenario measured: throughput of successful calls, errors as their own rate, latency
+/// percentiles (in milliseconds) over every call measured, errors by gRPC code.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub scenario: String,
+    pub load: Load,
+    /// Callers, which is also the most calls in flight at once.
     pub concurrency: usize,
     pub seconds: f64,
+    /// Calls measured, successful or not.
     pub requests: u64,
-    pub requests_per_second: f64,
+    /// Of those, the ones that failed.
+    pub failed: u64,
+    /// Successful calls per second: a failed call is never throughput.
+    pub succeeded_per_second: f64,
+    /// Failed calls per second.
+    pub errors_per_second: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -68,27 +89,34 @@ pub struct Report {
 }
 
 impl Report {
+    /// `latencies` holds every measured call, failures included; `errors` counts the failures.
     pub fn new(
         scenario: &str,
+        load: Load,
         concurrency: usize,
         elapsed: Duration,
-        mut ok: Latencies,
+        mut latencies: Latencies,
         errors: BTreeMap<String, u64>,
     ) -> Self {
-        let requests = ok.len() as u64 + errors.values().sum::<u64>();
+        let requests = latencies.len() as u64;
+        let failed = errors.values().sum::<u64>().min(requests);
         let seconds = elapsed.as_secs_f64();
+        let per_second = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
         let ms = |micros: u64| micros as f64 / 1000.0;
         Report {
             scenario: scenario.to_owned(),
+            load,
             concurrency,
             seconds,
             requests,
-            requests_per_second: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
-            p50_ms: ms(ok.percentile(50.0)),
-            p90_ms: ms(ok.percentile(90.0)),
-            p99_ms: ms(ok.percentile(99.0)),
-            p99_9_ms: ms(ok.percentile(99.9)),
-            max_ms: ms(ok.max()),
+            failed,
+            succeeded_per_second: per_second(requests - failed),
+            errors_per_second: per_second(failed),
+            p50_ms: ms(latencies.percentile(50.0)),
+            p90_ms: ms(latencies.percentile(90.0)),
+            p99_ms: ms(latencies.percentile(99.0)),
+            p99_9_ms: ms(latencies.percentile(99.9)),
+            max_ms: ms(latencies.max()),
             errors,
         }
     }
@@ -98,17 +126,22 @@ impl Report {
         let errors = if self.errors.is_empty() {
             "no errors".to_owned()
         } else {
-            self.errors
+            let codes = self
+                .errors
                 .iter()
                 .map(|(code, n)| format!("{code}: {n}"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", ");
+            format!("{:.1} errors/s: {codes}", self.errors_per_second)
+        };
+        let load = match self.load {
+            Load::Closed => format!("c={:<4}", self.concurrency),
+            Load::Open { calls_per_second } => format!("open {calls_per_second:.0}/s c={}", self.concurrency),
         };
         format!(
-            "{:<15} c={:<4} {:>9.1} req/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} requests, {errors})",
+            "{:<15} {load} {:>9.1} ok/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} requests, {errors})",
             self.scenario,
-            self.concurrency,
-            self.requests_per_second,
+            self.succeeded_per_second,
             self.p50_ms,
             self.p90_ms,
             self.p99_ms,
@@ -153,14 +186,49 @@ mod tests {
     }
 
     #[test]
-    fn reports_count_errors_as_requests() {
-        let ok = latencies([1000, 2000, 3000]);
+    fn errors_are_a_rate_of_their_own_and_never_throughput() {
+        // Four calls in two seconds, one of which failed.
+        let all = latencies([1000, 2000, 3000, 4000]);
         let errors = BTreeMap::from([("Unavailable".to_owned(), 1)]);
-        let report = Report::new("validate", 4, Duration::from_secs(2), ok, errors);
-        assert_eq!(report.requests, 4);
-        assert_eq!(report.requests_per_second, 2.0);
-        assert_eq!(report.p50_ms, 2.0);
-        assert_eq!(report.max_ms, 3.0);
-        assert!(report.line().contains("Unavailable: 1"));
+        let report = Report::new("validate", Load::Closed, 4, Duration::from_secs(2), all, errors);
+        assert_eq!((report.requests, report.failed), (4, 1));
+        assert_eq!(report.succeeded_per_second, 1.5);
+        assert_eq!(report.errors_per_second, 0.5);
+        assert!(
+            report.line().contains("0.5 errors/s: Unavailable: 1"),
+            "{}",
+            report.line()
+        );
+    }
+
+    #[test]
+    fn percentiles_take_in_the_failed_calls() {
+        // A slow failure (a timeout, say) is the worst latency a caller saw, and it shows.
+        let all = latencies([1000, 1000, 1000, 9000]);
+        let errors = BTreeMap::from([("DeadlineExceeded".to_owned(), 1)]);
+        let report = Report::new("validate", Load::Closed, 4, Duration::from_secs(1), all, errors);
+        assert_eq!((report.p50_ms, report.p99_ms, report.max_ms), (1.0, 9.0, 9.0));
+    }
+
+    #[test]
+    fn an_open_load_says_its_rate() {
+        let load = Load::Open {
+            calls_per_second: 500.0,
+        };
+        let report = Report::new(
+            "validate",
+            load,
+            16,
+            Duration::from_secs(1),
+            latencies([100]),
+            BTreeMap::new(),
+        );
+        assert!(report.line().contains("open 500/s c=16"), "{}", report.line());
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["load"],
+            serde_json::json!({"kind": "open", "calls_per_second": 500.0})
+        );
+        assert_eq!(json["succeeded_per_second"], 1.0);
     }
 }
