@@ -324,18 +324,29 @@ async fn every_bad_response_answers_sso_failed_and_is_audited(env: TestEnv) {
     let spec = ResponseSpec::new(app.clock.now(), "_x", "alice@example.com");
     sso_failed(finish(&app, spec.signed(Signed::Assertion, Key::Idp), "unknown").await);
 
-    let reasons = failure_reasons(&app).await;
-    assert_eq!(reasons.len(), 12, "{reasons:?}");
-    assert_eq!(reasons[0], "signature_missing", "{reasons:?}");
-    assert_eq!(reasons[11], "state_unknown", "{reasons:?}");
-    assert!(
-        reasons.iter().all(|r| !r.is_empty()),
-        "each failure says why: {reasons:?}"
+    assert_eq!(
+        failure_reasons(&app).await,
+        [
+            "signature_missing",
+            "signature_invalid",
+            "signature_invalid",
+            // Expired: the bearer confirmation's NotOnOrAfter is checked first.
+            "subject_confirmation_invalid",
+            "saml_time_window",
+            "audience_mismatch",
+            "subject_confirmation_invalid",
+            "destination_mismatch",
+            "in_response_to_mismatch",
+            "issuer_mismatch",
+            "signature_invalid",
+            "state_unknown",
+        ]
     );
     app.finish().await;
 }
 
-/// The classic signature-wrapping shapes (XSW1–XSW8, after Somorovsky et al.), built from a
+/// The classic signature-wrapping shapes (XSW1–XSW8, after Somorovsky et al.) and one of XSW1
+/// with a single assertion, built from a
 /// genuinely signed response: in each, an evil assertion or response (another user) sits where a
 /// careless reader would take it, and the signed original is moved where the signature still
 /// verifies.
@@ -343,10 +354,10 @@ async fn signature_wrapping_shapes_are_refused(env: TestEnv) {
     let app = TestApp::spawn_with(&env, cheap_hashing).await;
     configure(&app, saml_settings(false)).await.unwrap();
     let mut shapes = Vec::new();
-    for shape in 1..=8 {
+    for shape in 1..=9 {
         let (_, state, id) = start(&app).await;
         let spec = ResponseSpec::new(app.clock.now(), &id, "alice@example.com");
-        let signed = if shape <= 2 {
+        let signed = if shape <= 2 || shape == 9 {
             Signed::Response
         } else {
             Signed::Assertion
@@ -362,9 +373,12 @@ async fn signature_wrapping_shapes_are_refused(env: TestEnv) {
             Err(status) => assert_error(&status, Code::Unauthenticated, "SSO_FAILED"),
         }
     }
-    // Nobody was created: no evil user, and no alice either.
+    // Each shape with a second assertion is refused before the signature is looked at; the
+    // last one, with a single assertion, by the signature checks themselves.
     let reasons = failure_reasons(&app).await;
-    assert_eq!(reasons.len(), 8, "{reasons:?}");
+    assert_eq!(reasons[..8], ["saml_assertion_count"; 8], "{reasons:?}");
+    assert_eq!(reasons.len(), 9, "{reasons:?}");
+    assert_eq!(reasons[8], "signature_invalid", "{reasons:?}");
     app.finish().await;
 }
 
@@ -442,7 +456,7 @@ fn xsw(shape: u32, xml: &str, spec: &ResponseSpec) -> String {
             )
         }
         // XSW8: the original inside an Object of the evil assertion's signature.
-        _ => {
+        8 => {
             let original = assertion.replace(signature, "");
             let inner = signature.replace(
                 "</ds:Signature>",
@@ -450,6 +464,20 @@ fn xsw(shape: u32, xml: &str, spec: &ResponseSpec) -> String {
             );
             let evil = evil_assertion(false).replacen("</saml:Issuer>", &format!("</saml:Issuer>{inner}"), 1);
             body.replace(assertion, &evil)
+        }
+        // XSW1 with a single assertion: an evil response with none of its own, the signed
+        // original (and its one assertion) inside the signature, so that only the signature
+        // checks can refuse it.
+        _ => {
+            let evil_response = body
+                .replace(&spec.response_id, "_evilresponse")
+                .replace(assertion, "")
+                .replace(signature, "");
+            let evil_signature = signature.replace(
+                "</ds:Signature>",
+                &format!("<ds:Object>{body}</ds:Object></ds:Signature>"),
+            );
+            evil_response.replacen("</saml:Issuer>", &format!("</saml:Issuer>{evil_signature}"), 1)
         }
     }
 }
