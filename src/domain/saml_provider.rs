@@ -191,6 +191,10 @@ pub enum SamlResponseRefusal {
     Doctype,
     /// Not exactly one assertion.
     AssertionCount,
+    /// A comment inside the document: canonicalisation drops comments, so a comment inside a
+    /// signed value (`alice@example.com<!---->.evil.com`) would split what was signed from what
+    /// a reader takes.
+    Comment,
 }
 
 impl SamlResponseRefusal {
@@ -202,6 +206,7 @@ impl SamlResponseRefusal {
             Self::Malformed => "saml_response_malformed",
             Self::Doctype => "saml_response_doctype",
             Self::AssertionCount => "saml_assertion_count",
+            Self::Comment => "saml_response_comment",
         }
     }
 }
@@ -210,7 +215,8 @@ impl SamlResponseRefusal {
 /// the XML read once without expanding anything — a DOCTYPE is refused as soon as it is met, so a
 /// billion-laughs or external-entity document costs nothing — and exactly one `Assertion` (or
 /// `EncryptedAssertion`) element anywhere, which leaves no room for a second, unsigned one to be
-/// read in place of the signed one. Answers the decoded XML.
+/// read in place of the signed one; and no comment inside the document element. Answers the
+/// decoded XML.
 pub fn screen_saml_response(encoded: &str) -> Result<String, SamlResponseRefusal> {
     if encoded.len() > MAX_SAML_RESPONSE {
         return Err(SamlResponseRefusal::TooLarge);
@@ -241,6 +247,7 @@ pub fn screen_saml_response(encoded: &str) -> Result<String, SamlResponseRefusal
                 }
             }
             Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::Comment(_)) if depth > 0 => return Err(SamlResponseRefusal::Comment),
             Ok(Event::Eof) => break,
             Ok(_) => {}
             Err(_) => return Err(SamlResponseRefusal::Malformed),
@@ -283,6 +290,14 @@ mod tests {
             screen_saml_response(&encode("<Response/>")),
             Err(SamlResponseRefusal::AssertionCount)
         );
+    }
+
+    #[test]
+    fn a_comment_inside_the_document_is_refused() {
+        let split = r#"<!-- a provider's banner --><Response><Assertion><NameID>alice@example.com<!---->.evil.com</NameID></Assertion></Response>"#;
+        assert_eq!(screen_saml_response(&encode(split)), Err(SamlResponseRefusal::Comment));
+        let before = r#"<!-- a provider's banner --><Response><Assertion/></Response>"#;
+        assert!(screen_saml_response(&encode(before)).is_ok());
     }
 
     #[test]

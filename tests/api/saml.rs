@@ -320,6 +320,13 @@ async fn every_bad_response_answers_sso_failed_and_is_audited(env: TestEnv) {
         .replace(">alice@example.com</saml:NameID>", ">mallory@example.com</saml:NameID>");
     sso_failed(finish(&app, encode(&tampered), &state).await);
 
+    // A comment inside the signed NameID: signed as "alice@example.com.evil.com" (exclusive
+    // canonicalisation drops comments), which a careless reader would take as the first text.
+    let (_, state, id) = start(&app).await;
+    let mut spec = ResponseSpec::new(app.clock.now(), &id, "alice@example.com<!---->.evil.com");
+    spec.email = "alice@example.com".into();
+    sso_failed(finish(&app, spec.signed(Signed::Assertion, Key::Idp), &state).await);
+
     // A RelayState StartSso never gave.
     let spec = ResponseSpec::new(app.clock.now(), "_x", "alice@example.com");
     sso_failed(finish(&app, spec.signed(Signed::Assertion, Key::Idp), "unknown").await);
@@ -339,6 +346,7 @@ async fn every_bad_response_answers_sso_failed_and_is_audited(env: TestEnv) {
             "in_response_to_mismatch",
             "issuer_mismatch",
             "signature_invalid",
+            "saml_response_comment",
             "state_unknown",
         ]
     );
