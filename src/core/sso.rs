@@ -202,6 +202,10 @@ impl Identity {
             .get_identity_provider(tenant_id)
             .await?
             .ok_or(Failure::new("no_provider").tenant(tenant_id))?;
+        // A SAML provider's request (its RelayState) finishes with a SAML response, not a code.
+        if provider.saml_settings.is_some() {
+            return Err(Failure::new("not_an_oidc_provider").tenant(tenant_id).into());
+        }
         if !callback.iss.is_empty() && callback.iss != provider.issuer_url {
             return Err(Failure::new("issuer_mismatch")
                 .tenant(tenant_id)

@@ -327,6 +327,15 @@ async fn every_bad_response_answers_sso_failed_and_is_audited(env: TestEnv) {
     spec.email = "alice@example.com".into();
     sso_failed(finish(&app, spec.signed(Signed::Assertion, Key::Idp), &state).await);
 
+    // A SAML request's RelayState with an OpenID Connect code.
+    let (_, state, _) = start(&app).await;
+    let request = pb::LoginSsoRequest {
+        code: "a code".into(),
+        state,
+        ..Default::default()
+    };
+    sso_failed(app.login.clone().login_sso(request).await.map(|r| r.into_inner()));
+
     // A RelayState StartSso never gave.
     let spec = ResponseSpec::new(app.clock.now(), "_x", "alice@example.com");
     sso_failed(finish(&app, spec.signed(Signed::Assertion, Key::Idp), "unknown").await);
@@ -347,6 +356,7 @@ async fn every_bad_response_answers_sso_failed_and_is_audited(env: TestEnv) {
             "issuer_mismatch",
             "signature_invalid",
             "saml_response_comment",
+            "not_an_oidc_provider",
             "state_unknown",
         ]
     );
