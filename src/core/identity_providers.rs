@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
+use super::saml_service_provider::SamlServiceProvider;
 use super::{Caller, Error, Identity, Result};
 use crate::domain::{PageRequest, PageToken, ProviderSettings, Roles, client_secret};
 use crate::store::IdentityProviderRecord;
@@ -237,6 +238,15 @@ impl Identity {
                 ));
             }
         };
+        // What the checks above cannot tell: whether the SAML library takes the certificates.
+        if let Some(saml) = &settings.saml
+            && let Err(e) = SamlServiceProvider::new(saml)
+        {
+            return Err(Error::InvalidArgument(vec![crate::domain::FieldViolation::new(
+                format!("{FIELD}.saml"),
+                format!("the SAML library refuses these settings: {}", e.detail),
+            )]));
+        }
         caller.require(Need::GrantRoles(settings.default_roles))?;
         Ok(settings)
     }

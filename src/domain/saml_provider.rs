@@ -161,10 +161,8 @@ fn certificate_body(pem: &str) -> Result<String, &'static str> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(&body)
         .map_err(|_| "is not base64 inside its PEM lines")?;
-    // A DER certificate is a SEQUENCE.
-    if der.first() != Some(&0x30) {
-        return Err("is not a DER certificate");
-    }
+    use x509_cert::der::Decode;
+    x509_cert::Certificate::from_der(&der).map_err(|_| "is not an X.509 certificate")?;
     Ok(body)
 }
 

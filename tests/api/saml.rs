@@ -234,6 +234,14 @@ async fn bad_saml_settings_name_every_field(env: TestEnv) {
             "identity_provider.saml.clock_skew_seconds",
         ]
     );
+    // DER, but no certificate.
+    let not_a_certificate = pb::SamlProvider {
+        signing_certificates: vec!["-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----".into()],
+        ..saml_settings(false)
+    };
+    let status = configure(&app, not_a_certificate).await.unwrap_err();
+    assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert!(status.message().contains("X.509"), "{}", status.message());
     app.finish().await;
 }
 
