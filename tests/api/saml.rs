@@ -606,8 +606,20 @@ async fn idp_initiated_responses_need_the_providers_consent_and_are_used_once(en
     let response = unsolicited(&app);
     let login = idp_initiated(response.clone()).await.expect("an IdP-initiated sign-in");
     assert_eq!(login.user.unwrap().user_name, "bob@example.com");
-    // The same response again — its assertion id is kept until it expires.
-    sso_failed(idp_initiated(response).await);
+    // The same response again — its assertion id is kept until it expires — here and on another
+    // instance over the same database.
+    sso_failed(idp_initiated(response.clone()).await);
+    let (_, instance) = app.second_instance().await;
+    let other = pb::login_service_client::LoginServiceClient::new(instance.channel.clone())
+        .login_sso(pb::LoginSsoRequest {
+            saml_response: response,
+            tenant_id: app.admin_tenant_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner());
+    sso_failed(other);
+    instance.stop().await;
     // With the assertion required to be signed, a signed response alone does not do.
     let spec = ResponseSpec::new(app.clock.now(), "", "bob@example.com");
     sso_failed(idp_initiated(spec.signed(Signed::Response, Key::Idp)).await);
@@ -619,8 +631,9 @@ async fn idp_initiated_responses_need_the_providers_consent_and_are_used_once(en
     let reasons = failure_reasons(&app).await;
     assert_eq!(reasons[0], "idp_initiated_not_allowed", "{reasons:?}");
     assert_eq!(reasons[1], "saml_replayed", "{reasons:?}");
-    assert_eq!(reasons[2], "signature_missing", "{reasons:?}");
-    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert_eq!(reasons[2], "saml_replayed", "on the other instance too: {reasons:?}");
+    assert_eq!(reasons[3], "signature_missing", "{reasons:?}");
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
     app.finish().await;
 }
 
