@@ -4,8 +4,9 @@
 -- document; its OpenID Connect columns stay empty. NULL for an OpenID Connect provider.
 ALTER TABLE identity_providers ADD COLUMN saml_settings text;
 
--- The ids of the SAML assertions that signed someone in, kept until the assertion expires, so
--- that a response replayed to any instance is refused. One row per provider's assertion id.
+-- The ids of the SAML responses and assertions that signed someone in (as the SAML library names
+-- them for replay checks: the kind, then the id), kept until the assertion expires, so that a
+-- response replayed to any instance is refused. One row per id and tenant.
 CREATE TABLE saml_assertion_ids (
     tenant_id uuid NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
     assertion_id text NOT NULL,
