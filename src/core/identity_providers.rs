@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::audit::{Audit, RequestMeta};
 use super::authorization::Need;
+use super::saml_service_provider::SamlServiceProvider;
 use super::{Caller, Error, Identity, Result};
 use crate::domain::{PageRequest, PageToken, ProviderSettings, Roles, client_secret};
 use crate::store::IdentityProviderRecord;
@@ -36,6 +37,9 @@ pub struct ProviderPatch {
     pub create_users: Option<bool>,
     pub default_roles: Option<Roles>,
     pub post_logout_redirect_uri: Option<String>,
+    /// `Some(Some(_))` makes it a SAML provider with these settings, `Some(None)` an OpenID
+    /// Connect one again.
+    pub saml: Option<Option<crate::domain::SamlSettings>>,
 }
 
 /// The field prefix violations are named under.
@@ -67,6 +71,9 @@ impl ProviderPatch {
         if let Some(v) = self.post_logout_redirect_uri {
             to.post_logout_redirect_uri = v;
         }
+        if let Some(v) = self.saml {
+            to.saml = v;
+        }
         to
     }
 }
@@ -87,6 +94,10 @@ pub(crate) fn settings_of(record: &IdentityProviderRecord) -> ProviderSettings {
         create_users: record.create_users,
         default_roles: Roles::from_bits(record.default_roles),
         post_logout_redirect_uri: record.post_logout_redirect_uri.clone(),
+        saml: record
+            .saml_settings
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok()),
     }
 }
 
@@ -210,7 +221,15 @@ impl Identity {
 
     /// Checks the settings and the secret, and that the caller holds the roles new users would get.
     fn checked(&self, caller: &Caller, secret: &str, settings: ProviderSettings) -> Result<ProviderSettings> {
-        let secret_ok = client_secret(&format!("{FIELD}.client_secret"), secret);
+        let field = format!("{FIELD}.client_secret");
+        let secret_ok = if settings.saml.is_some() && !secret.is_empty() {
+            Err(crate::domain::FieldViolation::new(
+                field,
+                "must be empty for a SAML provider",
+            ))
+        } else {
+            client_secret(&field, secret)
+        };
         let settings = match (settings.check(FIELD), secret_ok) {
             (Ok(settings), Ok(())) => settings,
             (settings, secret) => {
@@ -219,6 +238,15 @@ impl Identity {
                 ));
             }
         };
+        // What the checks above cannot tell: whether the SAML library takes the certificates.
+        if let Some(saml) = &settings.saml
+            && let Err(e) = SamlServiceProvider::new(saml)
+        {
+            return Err(Error::InvalidArgument(vec![crate::domain::FieldViolation::new(
+                format!("{FIELD}.saml"),
+                format!("the SAML library refuses these settings: {}", e.detail),
+            )]));
+        }
         caller.require(Need::GrantRoles(settings.default_roles))?;
         Ok(settings)
     }
@@ -267,6 +295,7 @@ impl Identity {
             post_logout_redirect_uri: s.post_logout_redirect_uri.clone(),
             create_time,
             update_time,
+            saml_settings: s.saml.as_ref().and_then(|saml| serde_json::to_string(saml).ok()),
         }
     }
 }
@@ -283,7 +312,11 @@ fn provider_audit(
     Audit::new(action, now, meta)
         .tenant(tenant_id)
         .actor(caller.user_id())
-        .detail("issuer_url", &s.issuer_url)
+        .detail("protocol", if s.saml.is_some() { "saml" } else { "oidc" })
+        .detail(
+            "issuer_url",
+            s.saml.as_ref().map_or(&s.issuer_url, |saml| &saml.idp_entity_id),
+        )
         .detail("client_id", &s.client_id)
         .detail("link_by_verified_email", s.link_by_verified_email.to_string())
         .detail("create_users", s.create_users.to_string())

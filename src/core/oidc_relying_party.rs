@@ -80,7 +80,11 @@ pub(crate) struct VerifiedIdentity {
     pub email: Option<String>,
     pub email_verified: bool,
     pub preferred_username: Option<String>,
-    /// The ID token as received, kept for `id_token_hint` at logout.
+    /// The user's first and last names, when the provider says (SAML attributes).
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    /// The ID token as received, kept for `id_token_hint` at logout (for SAML: what a
+    /// LogoutRequest names, see `saml_sso`).
     pub id_token: SecretString,
 }
 
@@ -226,6 +230,8 @@ impl RelyingParty {
                 email: claims.email().map(|e| e.to_string()),
                 email_verified: claims.email_verified().unwrap_or(false),
                 preferred_username: claims.preferred_username().map(|u| u.to_string()),
+                given_name: None,
+                family_name: None,
                 id_token: id_token.to_string().into(),
             })
         };

@@ -20,7 +20,7 @@ use crate::domain::{Password, SessionKind, UserName, UserProfile};
 use crate::store::{IdentityProviderRecord, LinkedIdentityRecord, SsoAttemptRecord, UserSigningIn};
 
 /// How long a sign-in attempt may be finished after it began.
-const ATTEMPT_LIFETIME: Duration = Duration::minutes(10);
+pub(super) const ATTEMPT_LIFETIME: Duration = Duration::minutes(10);
 
 /// Where to send the browser to sign in.
 #[derive(Debug)]
@@ -41,14 +41,14 @@ pub struct SsoCallback<'a> {
 }
 
 /// Why a sign-in failed: the audit event's `reason`, and a detail for some.
-struct Failure {
+pub(super) struct Failure {
     reason: &'static str,
     detail: Option<String>,
     tenant_id: Option<Uuid>,
 }
 
 impl Failure {
-    fn new(reason: &'static str) -> Self {
+    pub(super) fn new(reason: &'static str) -> Self {
         Self {
             reason,
             detail: None,
@@ -56,12 +56,12 @@ impl Failure {
         }
     }
 
-    fn tenant(mut self, id: Uuid) -> Self {
+    pub(super) fn tenant(mut self, id: Uuid) -> Self {
         self.tenant_id = Some(id);
         self
     }
 
-    fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub(super) fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
@@ -74,7 +74,7 @@ impl From<RelyingPartyError> for Failure {
 }
 
 /// Either a failure to audit, or another error (the store) that answers as itself.
-enum Step {
+pub(super) enum Step {
     Failed(Failure),
     Error(Error),
 }
@@ -97,7 +97,7 @@ impl From<crate::store::StoreError> for Step {
     }
 }
 
-fn state_hash(state: &str) -> Vec<u8> {
+pub(super) fn state_hash(state: &str) -> Vec<u8> {
     Sha256::digest(state.as_bytes()).to_vec()
 }
 
@@ -131,6 +131,9 @@ impl Identity {
             .get_identity_provider(tenant_id)
             .await?
             .ok_or(Failure::new("no_provider"))?;
+        if let Some(saml) = settings_of(&provider).saml {
+            return self.begin_saml_sso(tenant_id, &saml, redirect_uri).await;
+        }
         if !settings_of(&provider).redirect_uris.iter().any(|u| u == redirect_uri) {
             return Err(Failure::new("redirect_uri_not_allowed").detail(redirect_uri).into());
         }
@@ -199,6 +202,10 @@ impl Identity {
             .get_identity_provider(tenant_id)
             .await?
             .ok_or(Failure::new("no_provider").tenant(tenant_id))?;
+        // A SAML provider's request (its RelayState) finishes with a SAML response, not a code.
+        if provider.saml_settings.is_some() {
+            return Err(Failure::new("not_an_oidc_provider").tenant(tenant_id).into());
+        }
         if !callback.iss.is_empty() && callback.iss != provider.issuer_url {
             return Err(Failure::new("issuer_mismatch")
                 .tenant(tenant_id)
@@ -224,7 +231,19 @@ impl Identity {
             )
             .await
             .map_err(|e| Failure::from(e).tenant(tenant_id))?;
-        let (found, link, new_user) = self.user_for(&provider, &identity, now).await?;
+        self.sign_in_as(&provider, identity, now, meta).await
+    }
+
+    /// Opens an SSO session for the user a provider vouched for (found, linked or created).
+    pub(super) async fn sign_in_as(
+        &self,
+        provider: &IdentityProviderRecord,
+        identity: VerifiedIdentity,
+        now: DateTime<Utc>,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome, Step> {
+        let tenant_id = provider.tenant_id;
+        let (found, link, new_user) = self.user_for(provider, &identity, now).await?;
         if found.user.disabled {
             return Err(Failure::new("user_disabled").tenant(tenant_id).into());
         }
@@ -322,6 +341,8 @@ impl Identity {
                 .clone()
                 .filter(|_| identity.email_verified)
                 .unwrap_or_default(),
+            first_name: identity.given_name.clone().unwrap_or_default(),
+            last_name: identity.family_name.clone().unwrap_or_default(),
             ..UserProfile::default()
         };
         // A password nobody knows: the user signs in through the provider only, until an
@@ -361,7 +382,7 @@ impl Identity {
 
     /// Records why single sign-on failed and answers [`Error::SsoFailed`]. The audit event names
     /// the step and the reason, never a code, token or secret.
-    async fn sso_failed(&self, step: &str, failure: Failure, meta: &RequestMeta) -> Error {
+    pub(super) async fn sso_failed(&self, step: &str, failure: Failure, meta: &RequestMeta) -> Error {
         let now = self.clock.now();
         let mut audit = Audit::new("login.sso_failed", now, meta)
             .detail("step", step)
@@ -394,6 +415,9 @@ impl Identity {
         let Some(provider) = self.store.get_identity_provider(tenant_id).await? else {
             return Ok(None);
         };
+        if let Some(saml) = settings_of(&provider).saml {
+            return self.saml_logout_url(&saml, session_id, &sealed);
+        }
         let id_token = self
             .key_encryption_key
             .open(&sealed, &id_token_context(session_id))

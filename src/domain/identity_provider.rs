@@ -1,6 +1,7 @@
-//! The settings of a tenant's OpenID Connect identity provider, parsed once at the edge.
+//! The settings of a tenant's identity provider (OpenID Connect, or SAML 2.0 with
+//! [`SamlSettings`]), parsed once at the edge.
 
-use super::{FieldViolation, Roles};
+use super::{FieldViolation, Roles, SamlSettings};
 
 /// Most scopes and redirect URIs a provider may list.
 const MAX_LIST: usize = 20;
@@ -27,6 +28,9 @@ pub struct ProviderSettings {
     pub default_roles: Roles,
     /// Where the provider sends the browser after logging out; empty for its default.
     pub post_logout_redirect_uri: String,
+    /// A SAML 2.0 provider's settings: set for a SAML provider, whose OpenID Connect fields
+    /// (issuer, client, scopes, redirect URIs, post-logout URI) are then empty.
+    pub saml: Option<SamlSettings>,
 }
 
 impl ProviderSettings {
@@ -41,12 +45,16 @@ impl ProviderSettings {
             create_users: false,
             default_roles: Roles::default(),
             post_logout_redirect_uri: String::new(),
+            saml: None,
         }
     }
 
     /// Checks every field (named under `prefix`, as in `identity_provider.issuer_url`), naming
     /// every bad one at once.
     pub fn check(mut self, prefix: &str) -> Result<Self, Vec<FieldViolation>> {
+        if let Some(saml) = self.saml.take() {
+            return self.check_saml(prefix, saml);
+        }
         let field = |name: &str| format!("{prefix}.{name}");
         let mut bad = Vec::new();
         if let Err(why) = issuer_url(&self.issuer_url) {
@@ -99,6 +107,32 @@ impl ProviderSettings {
             && let Err(why) = absolute_uri(&self.post_logout_redirect_uri)
         {
             bad.push(FieldViolation::new(field("post_logout_redirect_uri"), why));
+        }
+        if bad.is_empty() { Ok(self) } else { Err(bad) }
+    }
+}
+
+impl ProviderSettings {
+    /// A SAML provider: its SAML settings checked, and none of OpenID Connect's given.
+    fn check_saml(mut self, prefix: &str, saml: SamlSettings) -> Result<Self, Vec<FieldViolation>> {
+        let mut bad = Vec::new();
+        for (name, given) in [
+            ("issuer_url", !self.issuer_url.is_empty()),
+            ("client_id", !self.client_id.is_empty()),
+            ("scopes", !self.scopes.is_empty()),
+            ("allowed_redirect_uris", !self.redirect_uris.is_empty()),
+            ("post_logout_redirect_uri", !self.post_logout_redirect_uri.is_empty()),
+        ] {
+            if given {
+                bad.push(FieldViolation::new(
+                    format!("{prefix}.{name}"),
+                    "must be empty for a SAML provider",
+                ));
+            }
+        }
+        match saml.check(&format!("{prefix}.saml")) {
+            Ok(saml) => self.saml = Some(saml),
+            Err(more) => bad.extend(more),
         }
         if bad.is_empty() { Ok(self) } else { Err(bad) }
     }
@@ -164,7 +198,34 @@ mod tests {
             create_users: false,
             default_roles: Roles::default(),
             post_logout_redirect_uri: String::new(),
+            saml: None,
         }
+    }
+
+    #[test]
+    fn a_saml_provider_has_no_openid_connect_fields() {
+        let s = ProviderSettings {
+            saml: Some(SamlSettings {
+                sso_url: "http://idp.example.com/sso".into(),
+                ..SamlSettings::default()
+            }),
+            ..settings()
+        };
+        let fields: Vec<_> = s.check("p").unwrap_err().into_iter().map(|v| v.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "p.issuer_url",
+                "p.client_id",
+                "p.scopes",
+                "p.allowed_redirect_uris",
+                "p.saml.idp_entity_id",
+                "p.saml.sp_entity_id",
+                "p.saml.sso_url",
+                "p.saml.acs_url",
+                "p.saml.signing_certificates",
+            ]
+        );
     }
 
     #[test]

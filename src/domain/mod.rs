@@ -13,6 +13,7 @@ mod password;
 mod password_expiry;
 mod profile;
 mod role;
+mod saml_provider;
 mod session_kind;
 
 pub use audit_event::AuditEvent;
@@ -28,4 +29,5 @@ pub use password::{NewPassword, Password, PasswordRules};
 pub use password_expiry::PasswordExpiry;
 pub use profile::{ProfilePatch, UserProfile};
 pub use role::{Role, Roles};
+pub use saml_provider::{MAX_SAML_RESPONSE, SamlResponseRefusal, SamlSettings, screen_saml_response};
 pub use session_kind::{SessionKind, UnknownSessionKind};

@@ -3,9 +3,10 @@
 use super::convert::{role, roles_from, timestamp};
 use super::pb;
 use crate::core::{Error, IdentityProviderView, ProviderPatch};
+use crate::domain::SamlSettings;
 
 /// The fields an update mask may name.
-pub const MASK_PATHS: [&str; 9] = [
+pub const MASK_PATHS: [&str; 10] = [
     "issuer_url",
     "client_id",
     "client_secret",
@@ -15,6 +16,7 @@ pub const MASK_PATHS: [&str; 9] = [
     "create_users",
     "default_roles",
     "post_logout_redirect_uri",
+    "saml",
 ];
 
 /// The patch that sets the fields `paths` names to `p`'s values.
@@ -32,6 +34,7 @@ pub fn patch(p: &pb::IdentityProvider, paths: &[&str]) -> Result<ProviderPatch, 
             "default_roles" => {
                 patch.default_roles = Some(roles_from("identity_provider.default_roles", &p.default_roles)?)
             }
+            "saml" => patch.saml = Some(p.saml.as_ref().map(saml_settings)),
             _ => patch.post_logout_redirect_uri = Some(p.post_logout_redirect_uri.clone()),
         }
     }
@@ -54,5 +57,40 @@ pub fn identity_provider(v: IdentityProviderView) -> pb::IdentityProvider {
         post_logout_redirect_uri: v.settings.post_logout_redirect_uri,
         create_time: Some(timestamp(v.create_time)),
         update_time: Some(timestamp(v.update_time)),
+        saml: v.settings.saml.map(saml_provider),
+    }
+}
+
+fn saml_settings(p: &pb::SamlProvider) -> SamlSettings {
+    SamlSettings {
+        idp_entity_id: p.idp_entity_id.clone(),
+        sso_url: p.sso_url.clone(),
+        slo_url: p.slo_url.clone(),
+        certificates: p.signing_certificates.clone(),
+        sp_entity_id: p.sp_entity_id.clone(),
+        acs_url: p.acs_url.clone(),
+        allow_idp_initiated: p.allow_idp_initiated,
+        require_signed_assertion: p.require_signed_assertion,
+        clock_skew_seconds: p.clock_skew_seconds,
+        email_attribute: p.email_attribute.clone(),
+        first_name_attribute: p.first_name_attribute.clone(),
+        last_name_attribute: p.last_name_attribute.clone(),
+    }
+}
+
+fn saml_provider(s: SamlSettings) -> pb::SamlProvider {
+    pb::SamlProvider {
+        idp_entity_id: s.idp_entity_id,
+        sso_url: s.sso_url,
+        slo_url: s.slo_url,
+        signing_certificates: s.certificates,
+        sp_entity_id: s.sp_entity_id,
+        acs_url: s.acs_url,
+        allow_idp_initiated: s.allow_idp_initiated,
+        require_signed_assertion: s.require_signed_assertion,
+        clock_skew_seconds: s.clock_skew_seconds,
+        email_attribute: s.email_attribute,
+        first_name_attribute: s.first_name_attribute,
+        last_name_attribute: s.last_name_attribute,
     }
 }

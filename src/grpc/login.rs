@@ -17,10 +17,6 @@ impl LoginApi {
     }
 }
 
-fn unimplemented(what: &'static str) -> Status {
-    to_status(Error::Unimplemented(what))
-}
-
 #[tonic::async_trait]
 impl pb::login_service_server::LoginService for LoginApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
@@ -68,7 +64,18 @@ impl pb::login_service_server::LoginService for LoginApi {
         let meta = meta(&request);
         let req = request.into_inner();
         if !req.saml_response.is_empty() {
-            return Err(unimplemented("LoginSso with a SAML response"));
+            if !req.code.is_empty() || !req.token.is_empty() {
+                return Err(to_status(Error::invalid(
+                    "saml_response",
+                    "give either a SAML response, a code and state, or a token",
+                )));
+            }
+            let outcome = self
+                .identity
+                .login_saml_sso(&req.saml_response, &req.state, &req.tenant_id, &meta)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(login_response!(LoginSsoResponse, outcome)));
         }
         if !req.token.is_empty() {
             if !req.code.is_empty() || !req.state.is_empty() {
@@ -92,6 +99,15 @@ impl pb::login_service_server::LoginService for LoginApi {
         };
         let outcome = self.identity.login_sso(callback, &meta).await.map_err(to_status)?;
         Ok(Response::new(login_response!(LoginSsoResponse, outcome)))
+    }
+
+    async fn get_saml_metadata(
+        &self,
+        request: Request<pb::GetSamlMetadataRequest>,
+    ) -> Result<Response<pb::GetSamlMetadataResponse>, Status> {
+        let req = request.into_inner();
+        let metadata_xml = self.identity.saml_metadata(&req.tenant_id).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetSamlMetadataResponse { metadata_xml }))
     }
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {

@@ -255,6 +255,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a single sign-on attempt, deleting those that expired before its create time.
     async fn insert_sso_attempt(&self, attempt: &SsoAttemptRecord) -> StoreResult<()>;
+    /// Records that a SAML assertion signed someone in, until `expire_time`, deleting the ids that
+    /// expired before `now`; false when the tenant's provider's assertion id is already there (a
+    /// replay, on this instance or another).
+    async fn record_saml_assertion(
+        &self,
+        tenant_id: Uuid,
+        assertion_id: &str,
+        expire_time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Takes out the attempt with this state hash: deleted as it is read, so that of two
     /// concurrent takes one gets it.
     async fn take_sso_attempt(&self, state_hash: &[u8]) -> StoreResult<Option<SsoAttemptRecord>>;

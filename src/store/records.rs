@@ -437,6 +437,8 @@ pub struct IdentityProviderRecord {
     pub create_time: DateTime<Utc>,
     #[sqlx(try_from = "StoredTime")]
     pub update_time: DateTime<Utc>,
+    /// A SAML provider's settings as a JSON document; `None` for an OpenID Connect provider.
+    pub saml_settings: Option<String>,
 }
 
 /// A single sign-on attempt between StartSso and LoginSso.

@@ -1213,7 +1213,7 @@ where
         sqlx::query(
             "INSERT INTO identity_providers (tenant_id, issuer_url, client_id, client_secret_sealed, scopes, \
              redirect_uris, link_by_verified_email, create_users, default_roles, post_logout_redirect_uri, \
-             create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             create_time, update_time, saml_settings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .arg(p.tenant_id)
         .arg(p.issuer_url.as_str())
@@ -1227,6 +1227,7 @@ where
         .arg(p.post_logout_redirect_uri.as_str())
         .arg(StoredTime(p.create_time))
         .arg(StoredTime(p.update_time))
+        .arg(p.saml_settings.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(unique("tenant_id"))?;
@@ -1262,7 +1263,8 @@ where
         let row = sqlx::query(
             "UPDATE identity_providers SET issuer_url = $2, client_id = $3, client_secret_sealed = $4, scopes = $5, \
              redirect_uris = $6, link_by_verified_email = $7, create_users = $8, default_roles = $9, \
-             post_logout_redirect_uri = $10, update_time = $11 WHERE tenant_id = $1 AND update_time = $12 RETURNING *",
+             post_logout_redirect_uri = $10, update_time = $11, saml_settings = $13 WHERE tenant_id = $1 AND update_time = $12 \
+             RETURNING *",
         )
         .arg(p.tenant_id)
         .arg(p.issuer_url.as_str())
@@ -1276,6 +1278,7 @@ where
         .arg(p.post_logout_redirect_uri.as_str())
         .arg(StoredTime(audit.time))
         .arg(StoredTime(read_at))
+        .arg(p.saml_settings.as_deref())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(updated) = Self::optional::<IdentityProviderRecord>(row)? else {
@@ -1320,6 +1323,36 @@ where
         .map_err(unique("state"))?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_saml_assertion(
+        &self,
+        tenant_id: Uuid,
+        assertion_id: &str,
+        expire_time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM saml_assertion_ids WHERE expire_time < $1")
+            .arg(StoredTime(now))
+            .execute(&mut *tx)
+            .await?;
+        let inserted =
+            sqlx::query("INSERT INTO saml_assertion_ids (tenant_id, assertion_id, expire_time) VALUES ($1, $2, $3)")
+                .arg(tenant_id)
+                .arg(assertion_id)
+                .arg(StoredTime(expire_time))
+                .execute(&mut *tx)
+                .await
+                .map_err(unique("assertion_id"));
+        match inserted {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            Err(StoreError::UniqueViolation { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn take_sso_attempt(&self, state_hash: &[u8]) -> StoreResult<Option<SsoAttemptRecord>> {

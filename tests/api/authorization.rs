@@ -95,6 +95,7 @@ enum Rpc {
     Login,
     StartSso,
     LoginSso,
+    GetSamlMetadata,
     LogoutCurrent,
     LogoutSession,
     LoginAsCustomerSupport,
@@ -143,10 +144,11 @@ enum Rpc {
     DeleteIdentityProvider,
 }
 
-const ROWS: [Rpc; 49] = [
+const ROWS: [Rpc; 50] = [
     Rpc::Login,
     Rpc::StartSso,
     Rpc::LoginSso,
+    Rpc::GetSamlMetadata,
     Rpc::LogoutCurrent,
     Rpc::LogoutSession,
     Rpc::LoginAsCustomerSupport,
@@ -213,6 +215,7 @@ impl Rpc {
             Login => "identity.v1.LoginService/Login",
             StartSso => "identity.v1.LoginService/StartSso",
             LoginSso => "identity.v1.LoginService/LoginSso",
+            GetSamlMetadata => "identity.v1.LoginService/GetSamlMetadata",
             LogoutCurrent | LogoutSession => "identity.v1.LoginService/Logout",
             LoginAsCustomerSupport => "identity.v1.LoginService/LoginAsCustomerSupport",
             ProxyLogin => "identity.v1.LoginService/ProxyLogin",
@@ -335,6 +338,8 @@ impl Rpc {
             // Sign-in calls: no caller needed, and none helps; the tenant has no provider and the
             // state is unknown, whoever calls.
             StartSso | LoginSso => SSO_FAILED,
+            // Public, as metadata is; the tenant has no SAML provider, whoever calls.
+            GetSamlMetadata => NOT_FOUND,
             // Service-account sessions, in the caller's tenant or (by session id) another's. A new
             // one is a credential, which a proxy session may not mint.
             ListSessions => administers,
@@ -407,7 +412,7 @@ impl Rpc {
     fn sends_bearer(self) -> bool {
         use Rpc::*;
         match self {
-            Login | StartSso | LoginSso | ValidateSession | GetJwks => false,
+            Login | StartSso | LoginSso | GetSamlMetadata | ValidateSession | GetJwks => false,
             // The bearer is optional: the session to keep for switching back.
             LoginAsCustomerSupport
             | ProxyLogin
@@ -717,6 +722,14 @@ async fn call(rpc: Rpc, w: &World<'_>, target: Target) -> Result<(), Status> {
                 code: "a code".into(),
                 state: "a state nobody started".into(),
                 ..Default::default()
+            })
+            .await
+            .map(ok),
+        GetSamlMetadata => app
+            .login
+            .clone()
+            .get_saml_metadata(pb::GetSamlMetadataRequest {
+                tenant_id: app.admin_tenant_id.clone(),
             })
             .await
             .map(ok),

@@ -20,7 +20,7 @@ pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
         logins_and_failures_are_audited,
         expired_passwords_force_a_change,
         an_empty_login_names_every_missing_field,
-        saml_sign_in_says_it_is_not_implemented,
+        a_saml_response_needs_its_relay_state_or_a_tenant,
     ]
 }
 
@@ -291,14 +291,22 @@ async fn an_empty_login_names_every_missing_field(env: TestEnv) {
     app.finish().await;
 }
 
-async fn saml_sign_in_says_it_is_not_implemented(env: TestEnv) {
+async fn a_saml_response_needs_its_relay_state_or_a_tenant(env: TestEnv) {
     let app = TestApp::spawn(&env).await;
     let request = pb::LoginSsoRequest {
         saml_response: "PHNhbWxwOlJlc3BvbnNlLz4=".into(),
         ..Default::default()
     };
     let status = app.login.clone().login_sso(request).await.unwrap_err();
-    assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
-    assert!(status.message().contains("SAML"));
+    assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert!(status.message().contains("RelayState"), "{}", status.message());
+    // With a RelayState nobody was given: the sign-in fails as any unknown state does.
+    let request = pb::LoginSsoRequest {
+        saml_response: "PHNhbWxwOlJlc3BvbnNlLz4=".into(),
+        state: "unknown".into(),
+        ..Default::default()
+    };
+    let status = app.login.clone().login_sso(request).await.unwrap_err();
+    assert_error(&status, Code::Unauthenticated, "SSO_FAILED");
     app.finish().await;
 }

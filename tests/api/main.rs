@@ -34,6 +34,7 @@ mod races;
 #[cfg(feature = "rest")]
 mod rest;
 mod roles;
+mod saml;
 mod scale_out;
 mod service_account_sessions;
 mod session_jwts;
@@ -88,6 +89,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
         ("user_sessions", user_sessions::tests()),
         ("impersonation", impersonation::tests()),
         ("sso", sso::tests()),
+        ("saml", saml::tests()),
         ("observability", observability::tests()),
         ("limits", limits::tests()),
     ];

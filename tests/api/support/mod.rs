@@ -8,5 +8,6 @@ pub mod pgbouncer;
 pub mod postgres;
 #[cfg(feature = "rest")]
 pub mod rest;
+pub mod saml_idp;
 pub mod server_process;
 pub mod traced_server;
