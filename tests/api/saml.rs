@@ -12,7 +12,7 @@ use identityd::grpc::pb;
 use tonic::Code;
 
 use crate::support::app::{TestApp, TestEnv, assert_error, bearer};
-use crate::support::calls::cheap_hashing;
+use crate::support::calls::{cheap_hashing, sso_failure_reasons};
 use crate::support::saml_idp::{
     ACS_URL, IDP_ENTITY_ID, Key, ResponseSpec, SLO_URL, SP_ENTITY_ID, SSO_URL, Signed, encode, idp_certificate,
     inflate, other_certificate, request_id,
@@ -105,28 +105,6 @@ async fn sign_in_with(
     let mut spec = ResponseSpec::new(app.clock.now(), &id, "alice@example.com");
     change(&mut spec);
     finish(app, spec.signed(signed, key), &state).await
-}
-
-/// The reasons of the `login.sso_failed` events, oldest first.
-async fn failure_reasons(app: &TestApp) -> Vec<String> {
-    let request = pb::ListAuditEventsRequest {
-        page_size: 100,
-        ..Default::default()
-    };
-    let mut events = app
-        .admin
-        .clone()
-        .list_audit_events(bearer(request, &app.admin_token))
-        .await
-        .expect("the audit log")
-        .into_inner()
-        .audit_events;
-    events.retain(|e| e.action == "login.sso_failed");
-    events.sort_by_key(|e| e.time.map(|t| (t.seconds, t.nanos)));
-    events
-        .into_iter()
-        .map(|e| e.details.get("reason").cloned().unwrap_or_default())
-        .collect()
 }
 
 fn sso_failed(result: Result<pb::LoginSsoResponse, tonic::Status>) {
@@ -289,7 +267,7 @@ async fn a_signed_response_signs_a_user_in_who_is_created_then_linked(env: TestE
         .await
         .expect("the next certificate is trusted too");
     assert_eq!(third.user.unwrap().user_id, user.user_id);
-    assert_eq!(failure_reasons(&app).await, ["state_unknown"]);
+    assert_eq!(sso_failure_reasons(&app).await, ["state_unknown"]);
     app.finish().await;
 }
 
@@ -349,7 +327,7 @@ async fn every_bad_response_answers_sso_failed_and_is_audited(env: TestEnv) {
     sso_failed(finish(&app, spec.signed(Signed::Assertion, Key::Idp), "unknown").await);
 
     assert_eq!(
-        failure_reasons(&app).await,
+        sso_failure_reasons(&app).await,
         [
             "signature_missing",
             "signature_invalid",
@@ -401,7 +379,7 @@ async fn signature_wrapping_shapes_are_refused(env: TestEnv) {
     }
     // Each shape with a second assertion is refused before the signature is looked at; the
     // last one, with a single assertion, by the signature checks themselves.
-    let reasons = failure_reasons(&app).await;
+    let reasons = sso_failure_reasons(&app).await;
     assert_eq!(reasons[..8], ["saml_assertion_count"; 8], "{reasons:?}");
     assert_eq!(reasons.len(), 9, "{reasons:?}");
     assert_eq!(reasons[8], "signature_invalid", "{reasons:?}");
@@ -560,7 +538,7 @@ async fn dtds_and_oversized_responses_are_refused_before_parsing(env: TestEnv) {
     let over = "A".repeat(identityd::domain::MAX_SAML_RESPONSE + 4);
     sso_failed(finish(&app, over, &state).await);
 
-    let reasons = failure_reasons(&app).await;
+    let reasons = sso_failure_reasons(&app).await;
     assert_eq!(reasons[0], "saml_response_doctype", "{reasons:?}");
     assert_eq!(reasons[1], "saml_response_doctype", "{reasons:?}");
     assert_eq!(reasons.last().unwrap(), "saml_response_too_large", "{reasons:?}");
@@ -628,7 +606,7 @@ async fn idp_initiated_responses_need_the_providers_consent_and_are_used_once(en
     let spec = ResponseSpec::new(app.clock.now(), &id, "bob@example.com");
     sso_failed(idp_initiated(spec.signed(Signed::Assertion, Key::Idp)).await);
 
-    let reasons = failure_reasons(&app).await;
+    let reasons = sso_failure_reasons(&app).await;
     assert_eq!(reasons[0], "idp_initiated_not_allowed", "{reasons:?}");
     assert_eq!(reasons[1], "saml_replayed", "{reasons:?}");
     assert_eq!(reasons[2], "saml_replayed", "on the other instance too: {reasons:?}");

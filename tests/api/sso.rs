@@ -6,7 +6,7 @@ use identityd::grpc::pb;
 use tonic::Code;
 
 use crate::support::app::{TestApp, TestEnv, assert_error, bearer};
-use crate::support::calls::cheap_hashing;
+use crate::support::calls::{cheap_hashing, sso_failure_reasons};
 use crate::support::oidc_browser::{Browser, Callback};
 use crate::support::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, OTHER_REDIRECT_URI, OidcProvider, POST_LOGOUT_REDIRECT_URI, REDIRECT_URI,
@@ -109,28 +109,6 @@ async fn browser_logout(app: &TestApp, session_token: &str) -> (String, std::col
     (out.redirect_url, query)
 }
 
-/// The reasons of the `login.sso_failed` events, oldest first.
-async fn failure_reasons(app: &TestApp) -> Vec<String> {
-    let request = pb::ListAuditEventsRequest {
-        page_size: 100,
-        ..Default::default()
-    };
-    let mut events = app
-        .admin
-        .clone()
-        .list_audit_events(bearer(request, &app.admin_token))
-        .await
-        .expect("the audit log")
-        .into_inner()
-        .audit_events;
-    events.retain(|e| e.action == "login.sso_failed");
-    events.sort_by_key(|e| e.time.map(|t| (t.seconds, t.nanos)));
-    events
-        .into_iter()
-        .map(|e| e.details.get("reason").cloned().unwrap_or_default())
-        .collect()
-}
-
 async fn a_user_signs_in_through_the_provider_and_is_created_then_linked(env: TestEnv) {
     let op = OidcProvider::start();
     let app = TestApp::spawn_with(&env, cheap_hashing).await;
@@ -177,7 +155,7 @@ async fn a_user_signs_in_through_the_provider_and_is_created_then_linked(env: Te
     // The next sign-in of the same subject finds the linked user.
     let second = sign_in(&app, "alice").await.expect("a second sign-in");
     assert_eq!(second.user.unwrap().user_id, user.user_id);
-    assert_eq!(failure_reasons(&app).await, ["state_unknown"]);
+    assert_eq!(sso_failure_reasons(&app).await, ["state_unknown"]);
     app.finish().await;
 }
 
@@ -252,7 +230,7 @@ async fn every_failure_answers_sso_failed_and_is_audited(env: TestEnv) {
     sso_failed(finish(&app, &back).await);
 
     assert_eq!(
-        failure_reasons(&app).await,
+        sso_failure_reasons(&app).await,
         [
             "redirect_uri_not_allowed",
             "state_unknown",
@@ -291,7 +269,7 @@ async fn a_verified_email_links_an_existing_user_and_an_unverified_one_does_not(
     assert_error(&status, Code::Unauthenticated, "SSO_FAILED");
     assert_eq!(app.db.count("linked_identities").await, 1);
     assert_eq!(
-        failure_reasons(&app).await,
+        sso_failure_reasons(&app).await,
         ["no_linked_user_email_unverified", "no_linked_user"]
     );
 

@@ -11,6 +11,28 @@ pub fn cheap_hashing(config: &mut identityd::config::Config) {
     config.argon2_iterations = 1;
 }
 
+/// The reasons of the `login.sso_failed` events, oldest first.
+pub async fn sso_failure_reasons(app: &TestApp) -> Vec<String> {
+    let request = pb::ListAuditEventsRequest {
+        page_size: 100,
+        ..Default::default()
+    };
+    let mut events = app
+        .admin
+        .clone()
+        .list_audit_events(bearer(request, &app.admin_token))
+        .await
+        .expect("the audit log")
+        .into_inner()
+        .audit_events;
+    events.retain(|e| e.action == "login.sso_failed");
+    events.sort_by_key(|e| e.time.map(|t| (t.seconds, t.nanos)));
+    events
+        .into_iter()
+        .map(|e| e.details.get("reason").cloned().unwrap_or_default())
+        .collect()
+}
+
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| p.to_string()).collect(),
