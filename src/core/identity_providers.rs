@@ -94,10 +94,14 @@ pub(crate) fn settings_of(record: &IdentityProviderRecord) -> ProviderSettings {
         create_users: record.create_users,
         default_roles: Roles::from_bits(record.default_roles),
         post_logout_redirect_uri: record.post_logout_redirect_uri.clone(),
-        saml: record
-            .saml_settings
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok()),
+        saml: record.saml_settings.as_deref().and_then(|json| {
+            serde_json::from_str(json)
+                .inspect_err(|e| {
+                    // Written by this service from checked settings: unreadable means a fault.
+                    tracing::error!(tenant_id = %record.tenant_id, error = %e, "a stored SAML provider's settings cannot be read");
+                })
+                .ok()
+        }),
     }
 }
 

@@ -22,8 +22,10 @@ pub const MAX_CLOCK_SKEW_SECONDS: u32 = 300;
 /// The longest SAML response accepted, as sent (base64): checked before decoding anything.
 pub const MAX_SAML_RESPONSE: usize = 48 * 1024;
 
-/// A SAML provider's settings as a caller sets them; every field checked.
+/// A SAML provider's settings as a caller sets them; every field checked. Stored as JSON: a field
+/// added later reads as its default from a document written before it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SamlSettings {
     /// The identity provider's entity id: the `Issuer` of its responses.
     pub idp_entity_id: String,

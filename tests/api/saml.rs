@@ -12,7 +12,7 @@ use identityd::grpc::pb;
 use tonic::Code;
 
 use crate::support::app::{TestApp, TestEnv, assert_error, bearer};
-use crate::support::calls::{cheap_hashing, sso_failure_reasons};
+use crate::support::calls::{browser_logout, cheap_hashing, sso_failure_reasons};
 use crate::support::saml_idp::{
     ACS_URL, IDP_ENTITY_ID, Key, ResponseSpec, SLO_URL, SP_ENTITY_ID, SSO_URL, Signed, encode, idp_certificate,
     inflate, other_certificate, request_id,
@@ -621,29 +621,8 @@ async fn a_browser_logout_of_a_saml_session_is_sent_to_the_provider(env: TestEnv
     let login = sign_in_with(&app, |_| {}, Signed::Assertion, Key::Idp)
         .await
         .expect("a sign-in");
-    let out = app
-        .login
-        .clone()
-        .logout(bearer(
-            pb::LogoutRequest {
-                ui_logout: true,
-                ..Default::default()
-            },
-            &login.session_token,
-        ))
-        .await
-        .expect("logout")
-        .into_inner();
-    assert!(
-        out.redirect_url.starts_with(&format!("{SLO_URL}?")),
-        "{}",
-        out.redirect_url
-    );
-    let query: std::collections::HashMap<_, _> = reqwest::Url::parse(&out.redirect_url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
+    let (url, query) = browser_logout(&app, &login.session_token).await;
+    assert!(url.starts_with(&format!("{SLO_URL}?")), "{url}");
     let request = inflate(&query["SAMLRequest"]);
     assert!(request.contains("LogoutRequest"), "{request}");
     assert!(request.contains(">alice@example.com<"), "names the subject: {request}");

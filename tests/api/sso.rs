@@ -6,7 +6,7 @@ use identityd::grpc::pb;
 use tonic::Code;
 
 use crate::support::app::{TestApp, TestEnv, assert_error, bearer};
-use crate::support::calls::{cheap_hashing, sso_failure_reasons};
+use crate::support::calls::{browser_logout, cheap_hashing, sso_failure_reasons};
 use crate::support::oidc_browser::{Browser, Callback};
 use crate::support::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, OTHER_REDIRECT_URI, OidcProvider, POST_LOGOUT_REDIRECT_URI, REDIRECT_URI,
@@ -85,28 +85,6 @@ async fn come_back(app: &TestApp, account: &str) -> Callback {
 /// StartSso, the browser through the provider's pages as `account`, and LoginSso.
 async fn sign_in(app: &TestApp, account: &str) -> Result<pb::LoginSsoResponse, tonic::Status> {
     finish(app, &come_back(app, account).await).await
-}
-
-/// Logout with `ui_logout`: the redirect URL answered (empty for a session with no provider), and
-/// its query parameters.
-async fn browser_logout(app: &TestApp, session_token: &str) -> (String, std::collections::HashMap<String, String>) {
-    let request = pb::LogoutRequest {
-        ui_logout: true,
-        ..Default::default()
-    };
-    let out = app
-        .login
-        .clone()
-        .logout(bearer(request, session_token))
-        .await
-        .expect("logout")
-        .into_inner();
-    if out.redirect_url.is_empty() {
-        return (out.redirect_url, Default::default());
-    }
-    let url = reqwest::Url::parse(&out.redirect_url).expect("a logout URL");
-    let query = url.query_pairs().into_owned().collect();
-    (out.redirect_url, query)
 }
 
 async fn a_user_signs_in_through_the_provider_and_is_created_then_linked(env: TestEnv) {

@@ -33,6 +33,28 @@ pub async fn sso_failure_reasons(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
+/// Logout with `ui_logout`: the redirect URL answered (empty for a session with no provider), and
+/// its query parameters.
+pub async fn browser_logout(app: &TestApp, session_token: &str) -> (String, std::collections::HashMap<String, String>) {
+    let request = pb::LogoutRequest {
+        ui_logout: true,
+        ..Default::default()
+    };
+    let out = app
+        .login
+        .clone()
+        .logout(bearer(request, session_token))
+        .await
+        .expect("logout")
+        .into_inner();
+    if out.redirect_url.is_empty() {
+        return (out.redirect_url, Default::default());
+    }
+    let url = reqwest::Url::parse(&out.redirect_url).expect("a logout URL");
+    let query = url.query_pairs().into_owned().collect();
+    (out.redirect_url, query)
+}
+
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| p.to_string()).collect(),
