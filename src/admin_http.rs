@@ -74,6 +74,7 @@ fn answer(state: &AdminState, request: &Request<Incoming>) -> Response<String> {
     match request.uri().path() {
         "/metrics" => {
             (state.before_scrape)();
+            crate::telemetry::metrics::collect();
             let mut response = text(StatusCode::OK, state.metrics.render());
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,

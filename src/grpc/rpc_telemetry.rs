@@ -2,7 +2,8 @@
 //! for the REST layer's HTTP requests).
 //!
 //! The span `rpc` names the service, the method, the peer's address, the request id and, once
-//! the answer ends, its gRPC code. The request id is the caller's `x-request-id` when it looks
+//! the answer ends and when spans are exported, its gRPC code (text logs have the code on the
+//! debug line `call answered`). The request id is the caller's `x-request-id` when it looks
 //! like one (1 to 64 letters, digits, `.`, `:` or `-`; no `_`, so that none of identityd's
 //! secrets, which all have a `…_` prefix, can pass as one) and a fresh UUID otherwise; either way
 //! the answer carries it back in its `x-request-id` metadata. Nothing else of the request's
@@ -78,11 +79,43 @@ struct Call {
     started: Instant,
     service: &'static str,
     method: &'static str,
+    /// The served gRPC method called, if it is one.
+    known: Option<&'static Method>,
     grpc: bool,
     request_id: HeaderValue,
     span: Span,
     /// Set once the answer says how it ended.
-    code: Option<Outcome>,
+    code: Option<Ended>,
+}
+
+/// How a call ended.
+#[derive(Clone, Copy)]
+enum Ended {
+    /// A gRPC code (0 to 16; any other number is `UNKNOWN`, 2).
+    Grpc(u8),
+    /// A REST request's HTTP status.
+    Http(u16),
+}
+
+const CANCELLED: Ended = Ended::Grpc(1);
+const UNKNOWN: Ended = Ended::Grpc(2);
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Grpc(code) => f.write_str(code_name(code)),
+            Self::Http(status) => write!(f, "{status}"),
+        }
+    }
+}
+
+impl Ended {
+    fn outcome(self) -> Outcome {
+        match self {
+            Self::Grpc(code) => Outcome::Grpc(code_name(code)),
+            Self::Http(status) => Outcome::Http(status),
+        }
+    }
 }
 
 impl Call {
@@ -91,13 +124,15 @@ impl Call {
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let (service, method) = if grpc {
-            known_methods()
-                .get(request.uri().path())
-                .copied()
-                .unwrap_or(("unknown", "unknown"))
+        let known = if grpc {
+            known_methods().get(request.uri().path())
         } else {
-            ("rest", http_method(request.method()))
+            None
+        };
+        let (service, method) = match known {
+            Some(known) => (known.service, known.name),
+            None if grpc => ("unknown", "unknown"),
+            None => ("rest", http_method(request.method())),
         };
         let request_id = request_id(request.headers());
         let peer = request
@@ -113,11 +148,12 @@ impl Call {
             request_id = request_id.to_str().unwrap_or_default(),
             code = tracing::field::Empty,
         );
-        metrics::rpc_in_flight(1.0);
+        metrics::rpc_in_flight(1);
         Self {
             started: Instant::now(),
             service,
             method,
+            known,
             grpc,
             request_id,
             span,
@@ -129,9 +165,9 @@ impl Call {
     /// gRPC answer.
     fn answered<B>(&mut self, response: &mut Response<B>) {
         if !self.grpc {
-            self.code = Some(Outcome::Http(response.status().as_u16()));
+            self.code = Some(Ended::Http(response.status().as_u16()));
         } else if let Some(code) = grpc_code(response.headers()) {
-            self.code = Some(Outcome::Grpc(code));
+            self.code = Some(Ended::Grpc(code));
         }
         response.headers_mut().insert(
             http::header::HeaderName::from_static(REQUEST_ID),
@@ -142,17 +178,33 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        metrics::rpc_in_flight(-1.0);
-        let code = self.code.take().unwrap_or(Outcome::Grpc("CANCELLED"));
+        metrics::rpc_in_flight(-1);
+        let ended = self.code.take().unwrap_or(CANCELLED);
         let elapsed = self.started.elapsed();
-        match code {
-            Outcome::Grpc(name) => self.span.record("code", name),
-            Outcome::Http(status) => self.span.record("code", status),
-        };
+        // The span's own `code` is for an exported trace; written into the span for text logs
+        // it would cost every call and show on no line (no line is logged in the span after
+        // this one, which carries the code itself).
+        if crate::telemetry::spans_exported() {
+            match ended {
+                Ended::Grpc(code) => self.span.record("code", code_name(code)),
+                Ended::Http(status) => self.span.record("code", status),
+            };
+        }
         // With the span as parent rather than entered: entering costs every call, even while
         // the event is filtered out.
-        tracing::debug!(parent: &self.span, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "call answered");
-        metrics::rpc_answered(self.service, self.method, code, elapsed);
+        tracing::debug!(
+            parent: &self.span,
+            code = %ended,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "call answered"
+        );
+        let found = match (self.known, ended) {
+            (Some(known), Ended::Grpc(code)) => known.metrics(code),
+            _ => metrics::call_metrics(self.service, self.method, ended.outcome()),
+        };
+        if let Some(call) = found {
+            call.record(elapsed);
+        }
     }
 }
 
@@ -191,7 +243,7 @@ where
                 })))
             }
             Err(e) => {
-                call.code = Some(Outcome::Grpc("UNKNOWN"));
+                call.code = Some(UNKNOWN);
                 Poll::Ready(Err(e))
             }
         }
@@ -221,21 +273,21 @@ impl<B: Body> Body for ObservedBody<B> {
                 Some(Ok(frame)) => {
                     if let Some(code) = frame.trailers_ref().and_then(grpc_code) {
                         if let Some(call) = this.call.as_mut() {
-                            call.code = Some(Outcome::Grpc(code));
+                            call.code = Some(Ended::Grpc(code));
                         }
                         *this.done = true;
                     }
                 }
                 Some(Err(_)) => {
                     if let Some(call) = this.call.as_mut() {
-                        call.code = Some(Outcome::Grpc("UNKNOWN"));
+                        call.code = Some(UNKNOWN);
                     }
                     *this.done = true;
                 }
                 // A gRPC answer without a status is not one.
                 None => {
                     if let Some(call) = this.call.as_mut() {
-                        call.code = Some(Outcome::Grpc("UNKNOWN"));
+                        call.code = Some(UNKNOWN);
                     }
                     *this.done = true;
                 }
@@ -281,15 +333,19 @@ fn acceptable_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-'))
 }
 
-/// The name of the gRPC code in `grpc-status`, if the headers carry one.
-fn grpc_code(headers: &HeaderMap) -> Option<&'static str> {
+/// The gRPC code in `grpc-status`, if the headers carry one (`UNKNOWN` for a number that is
+/// none).
+fn grpc_code(headers: &HeaderMap) -> Option<u8> {
     let code = headers.get("grpc-status")?;
-    let number: i32 = std::str::from_utf8(code.as_bytes()).ok()?.parse().ok()?;
-    Some(code_name(number))
+    let number: u32 = std::str::from_utf8(code.as_bytes()).ok()?.parse().ok()?;
+    Some(u8::try_from(number).ok().filter(|&n| n < GRPC_CODES as u8).unwrap_or(2))
 }
 
+/// How many gRPC codes there are (0 to 16).
+const GRPC_CODES: usize = 17;
+
 /// The canonical name of a gRPC status code.
-fn code_name(code: i32) -> &'static str {
+fn code_name(code: u8) -> &'static str {
     match code {
         0 => "OK",
         1 => "CANCELLED",
@@ -326,11 +382,33 @@ fn http_method(method: &http::Method) -> &'static str {
     }
 }
 
-/// Every method the server serves, by its path (`/identity.v1.LoginService/Login`), with its
-/// service's full name and its own: read once from the descriptor sets served by reflection, so
-/// that a label can only ever be one of them.
-fn known_methods() -> &'static HashMap<String, (&'static str, &'static str)> {
-    static METHODS: OnceLock<HashMap<String, (&'static str, &'static str)>> = OnceLock::new();
+/// A method the server serves.
+struct Method {
+    /// Its service's full name (`identity.v1.LoginService`).
+    service: &'static str,
+    /// Its own name (`Login`).
+    name: &'static str,
+    /// Its metrics for each gRPC code, found once and kept: a call finds its own without a
+    /// lock or a lookup.
+    metrics: [OnceLock<&'static metrics::CallMetrics>; GRPC_CODES],
+}
+
+impl Method {
+    fn metrics(&self, code: u8) -> Option<&'static metrics::CallMetrics> {
+        let slot = &self.metrics[usize::from(code)];
+        if let Some(found) = slot.get() {
+            return Some(found);
+        }
+        // Kept only once there is a recorder: before then there are no metrics to keep.
+        let found = metrics::call_metrics(self.service, self.name, Outcome::Grpc(code_name(code)))?;
+        Some(slot.get_or_init(|| found))
+    }
+}
+
+/// Every method the server serves, by its path (`/identity.v1.LoginService/Login`): read once
+/// from the descriptor sets served by reflection, so that a label can only ever be one of them.
+fn known_methods() -> &'static HashMap<String, Method> {
+    static METHODS: OnceLock<HashMap<String, Method>> = OnceLock::new();
     METHODS.get_or_init(|| {
         let sets = [
             super::FILE_DESCRIPTOR_SET,
@@ -355,7 +433,12 @@ fn known_methods() -> &'static HashMap<String, (&'static str, &'static str)> {
                     let full: &'static str = Box::leak(full.into_boxed_str());
                     for method in service.method {
                         let name: &'static str = Box::leak(method.name().to_owned().into_boxed_str());
-                        methods.insert(format!("/{full}/{name}"), (full, name));
+                        let method = Method {
+                            service: full,
+                            name,
+                            metrics: [const { OnceLock::new() }; GRPC_CODES],
+                        };
+                        methods.insert(format!("/{full}/{name}"), method);
                     }
                 }
             }
@@ -382,13 +465,14 @@ mod tests {
     #[test]
     fn every_served_method_is_known_by_its_path() {
         let methods = known_methods();
+        let names = |path| methods.get(path).map(|m: &Method| (m.service, m.name));
         assert_eq!(
-            methods.get("/identity.v1.SessionService/ValidateSession"),
-            Some(&("identity.v1.SessionService", "ValidateSession"))
+            names("/identity.v1.SessionService/ValidateSession"),
+            Some(("identity.v1.SessionService", "ValidateSession"))
         );
         assert_eq!(
-            methods.get("/grpc.health.v1.Health/Check"),
-            Some(&("grpc.health.v1.Health", "Check"))
+            names("/grpc.health.v1.Health/Check"),
+            Some(("grpc.health.v1.Health", "Check"))
         );
     }
 }

@@ -9,6 +9,7 @@
 //! secret, a user, a tenant or an address.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -120,9 +121,9 @@ impl Outcome {
     }
 }
 
-/// The handles of the metrics recorded on every call, made once when the recorder is installed:
-/// recording through a handle skips the registry's lookup of the name and labels. Before then
-/// (no admin listener) there is nothing to record, and recording costs one atomic load.
+/// The handles of the metrics recorded often, made once when the recorder is installed: recording
+/// through a handle skips the registry's lookup of the name and labels. Before then (no admin
+/// listener) there is nothing to record, and recording costs one atomic load.
 struct Handles {
     in_flight: Gauge,
     overloaded: Counter,
@@ -134,9 +135,11 @@ struct Handles {
     ping: Histogram,
     statement: Histogram,
     sessions_ended: Counter,
-    /// Per service, method and outcome, keyed by where their `'static` names live (service and
-    /// method names are interned once per process) and the HTTP status.
-    calls: RwLock<HashMap<CallKey, (Counter, Histogram)>>,
+    /// The metrics of each service, method and outcome seen so far, keyed by where their
+    /// `'static` names live (service and method names are interned once per process) and the
+    /// HTTP status. Made once per series and kept for the life of the process, as the recorder
+    /// keeps their series.
+    calls: RwLock<HashMap<CallKey, &'static CallMetrics>>,
 }
 
 /// Where a call's service and method names live, and its gRPC code's name (where it lives) or
@@ -165,9 +168,27 @@ fn make_handles() -> Handles {
     }
 }
 
-/// One call answered.
-pub fn rpc_answered(service: &'static str, method: &'static str, outcome: Outcome, elapsed: Duration) {
-    let Some(handles) = handles() else { return };
+/// The metrics of one service, method and outcome: the request count and the latency histogram.
+pub struct CallMetrics {
+    requests: Counter,
+    /// Calls answered since the last scrape, added to `requests` when the metrics are read.
+    answered: Tally,
+    duration: Histogram,
+}
+
+impl CallMetrics {
+    /// Records one call that took `elapsed`.
+    pub fn record(&self, elapsed: Duration) {
+        self.duration.record(elapsed.as_secs_f64());
+        self.answered.add(1);
+    }
+}
+
+/// The metrics of calls to `service`'s `method` that ended with `outcome`, once the recorder is
+/// installed (`None` before: nothing is recorded). The same metrics on every call with the same
+/// names and outcome, so a caller may keep them.
+pub fn call_metrics(service: &'static str, method: &'static str, outcome: Outcome) -> Option<&'static CallMetrics> {
+    let handles = handles()?;
     let key = (
         service.as_ptr() as usize,
         method.as_ptr() as usize,
@@ -176,31 +197,91 @@ pub fn rpc_answered(service: &'static str, method: &'static str, outcome: Outcom
             Outcome::Http(status) => usize::from(status),
         },
     );
-    let found = handles
-        .calls
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .cloned();
-    let (requests, duration) = found.unwrap_or_else(|| {
+    if let Some(found) = handles.calls.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Some(found);
+    }
+    let mut calls = handles.calls.write().unwrap_or_else(|e| e.into_inner());
+    let made = calls.entry(key).or_insert_with(|| {
         let labels = vec![
             Label::new("service", service),
             Label::new("method", method),
             Label::new("code", outcome.label()),
         ];
-        let made = (counter!(RPC_REQUESTS, labels.clone()), histogram!(RPC_DURATION, labels));
-        let mut calls = handles.calls.write().unwrap_or_else(|e| e.into_inner());
-        calls.entry(key).or_insert(made).clone()
+        // Once per series, for the life of the process (as the recorder keeps the series).
+        Box::leak(Box::new(CallMetrics {
+            requests: counter!(RPC_REQUESTS, labels.clone()),
+            answered: Tally::new(),
+            duration: histogram!(RPC_DURATION, labels),
+        }))
     });
-    duration.record(elapsed.as_secs_f64());
-    requests.increment(1);
+    Some(*made)
+}
+
+/// Brings the counts kept apart ([`Tally`]) into the recorder: called before every scrape.
+pub fn collect() {
+    let Some(handles) = handles() else { return };
+    handles.in_flight.set(IN_FLIGHT.sum() as f64);
+    handles.cache_hits.increment(CACHE_HITS.take());
+    handles.cache_misses.increment(CACHE_MISSES.take());
+    for call in handles.calls.read().unwrap_or_else(|e| e.into_inner()).values() {
+        call.requests.increment(call.answered.take());
+    }
+}
+
+/// Calls in flight (their arrivals less their ends), read when the metrics are scraped.
+static IN_FLIGHT: Tally = Tally::new();
+static CACHE_HITS: Tally = Tally::new();
+static CACHE_MISSES: Tally = Tally::new();
+
+/// A count changed by every call, kept in one cache line per group of threads rather than one for
+/// all: threads counting at once on different cores would otherwise pass that one line back and
+/// forth on every call. Read, and for counters emptied, when the metrics are scraped; a count
+/// added meanwhile lands in this scrape or the next, never in neither.
+struct Tally {
+    cells: [TallyCell; TALLY_CELLS],
+}
+
+/// One cell of a [`Tally`], alone in its cache lines (two, as adjacent lines are fetched in pairs).
+#[repr(align(128))]
+struct TallyCell(AtomicI64);
+
+const TALLY_CELLS: usize = 8;
+
+impl Tally {
+    const fn new() -> Self {
+        Self {
+            cells: [const { TallyCell(AtomicI64::new(0)) }; TALLY_CELLS],
+        }
+    }
+
+    fn add(&self, delta: i64) {
+        self.cells[tally_cell()].0.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The count, without emptying it (a gauge).
+    fn sum(&self) -> i64 {
+        self.cells.iter().map(|cell| cell.0.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The count since the last `take`, emptied (a counter's increase; never negative).
+    fn take(&self) -> u64 {
+        let taken: i64 = self.cells.iter().map(|cell| cell.0.swap(0, Ordering::Relaxed)).sum();
+        u64::try_from(taken).unwrap_or(0)
+    }
+}
+
+/// The cell this thread counts in: threads take the cells in turn as they first count.
+fn tally_cell() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static CELL: usize = NEXT.fetch_add(1, Ordering::Relaxed) % TALLY_CELLS;
+    }
+    CELL.with(|cell| *cell)
 }
 
 /// The number of calls in flight changed by `delta`.
-pub fn rpc_in_flight(delta: f64) {
-    if let Some(handles) = handles() {
-        handles.in_flight.increment(delta);
-    }
+pub fn rpc_in_flight(delta: i64) {
+    IN_FLIGHT.add(delta);
 }
 
 /// A call refused at the server's limit of calls in flight.
@@ -233,13 +314,7 @@ pub fn hashing_rejected() {
 
 /// A validation answered from the cache (`hit`) or not.
 pub fn validation_cache(hit: bool) {
-    if let Some(handles) = handles() {
-        if hit {
-            handles.cache_hits.increment(1);
-        } else {
-            handles.cache_misses.increment(1);
-        }
-    }
+    if hit { &CACHE_HITS } else { &CACHE_MISSES }.add(1);
 }
 
 /// A database pool's connections as of now.

@@ -6,8 +6,9 @@ pub mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::{EnvFilter, Registry};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,7 +27,7 @@ pub fn init(format: LogFormat) -> TelemetryGuard {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colours only for a terminal: escape codes in a log file or a collector are noise, and
     // writing them costs every span its fields' styling.
     let lines = tracing_subscriber::fmt::layer()
@@ -52,12 +53,69 @@ pub fn init(format: LogFormat) -> TelemetryGuard {
     };
     #[cfg(not(feature = "otlp"))]
     let (export, guard) = (None::<tracing_subscriber::layer::Identity>, TelemetryGuard::default());
-    let _ = tracing_subscriber::registry()
+    let exported = export.is_some();
+    let installed = tracing_subscriber::registry()
         .with(filter)
         .with(lines)
         .with(export)
         .try_init();
+    if installed.is_ok() {
+        SPANS_EXPORTED.store(exported, std::sync::atomic::Ordering::Relaxed);
+    }
     guard
+}
+
+static SPANS_EXPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported (OpenTelemetry), and so worth recording fields into after they were
+/// made: a text log writes a span's fields only on the lines logged inside it.
+pub fn spans_exported() -> bool {
+    SPANS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What `RUST_LOG` leaves unset: `info`, with sqlx's statement lines only from `warn` up.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
+
+/// The log filter `spec` (`RUST_LOG`) describes, or the default when it is unset, blank or
+/// unreadable.
+///
+/// Directives that name only targets and levels (`info`, `identityd=debug,h2=off`: all most
+/// operators write) are served by a static filter, decided once per call site. `EnvFilter`, needed
+/// only for span and field directives (`[rpc{method=Login}]=debug`), keeps every span in a map
+/// behind a lock that each call takes several times over (on making, entering, leaving, recording
+/// into and closing its span), which with many threads is a cost on every call.
+fn log_filter(spec: Option<&str>) -> Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> {
+    use tracing_subscriber::Layer;
+
+    // Directives as written, without the blanks around them (`info, sqlx=warn`).
+    let spec = spec.map(|spec| {
+        spec.split(',')
+            .map(str::trim)
+            .filter(|directive| !directive.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let spec = match spec.as_deref().filter(|spec| !spec.is_empty()) {
+        Some(spec) if spec.contains(['[', '{']) => match EnvFilter::try_new(spec) {
+            Ok(filter) => return filter.boxed(),
+            Err(e) => {
+                eprintln!("identityd: RUST_LOG is not a filter ({e}); logging at {DEFAULT_LOG_FILTER}");
+                DEFAULT_LOG_FILTER
+            }
+        },
+        Some(spec) => spec,
+        None => DEFAULT_LOG_FILTER,
+    };
+    match spec.parse::<Targets>() {
+        Ok(filter) => filter.boxed(),
+        Err(e) => {
+            eprintln!("identityd: RUST_LOG is not a filter ({e}); logging at {DEFAULT_LOG_FILTER}");
+            DEFAULT_LOG_FILTER
+                .parse::<Targets>()
+                .expect("the default filter parses")
+                .boxed()
+        }
+    }
 }
 
 /// Keeps the span export running; dropping it sends what is still buffered.
@@ -75,5 +133,64 @@ impl Drop for TelemetryGuard {
         {
             eprintln!("identityd: exporting the last spans failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Whether an event at `level` with `target` passes the filter `spec` makes, inside a span
+    /// `rpc` whose method is `method` when one is given.
+    fn passes(spec: Option<&str>, target_is_sqlx: bool, level: Level, method: Option<&str>) -> bool {
+        let subscriber = tracing_subscriber::registry().with(log_filter(spec));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = method.map(|method| tracing::error_span!("rpc", method));
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            match (target_is_sqlx, level) {
+                (true, Level::INFO) => tracing::enabled!(target: "sqlx::query", Level::INFO),
+                (true, _) => tracing::enabled!(target: "sqlx::query", Level::WARN),
+                (false, Level::DEBUG) => tracing::enabled!(Level::DEBUG),
+                (false, Level::INFO) => tracing::enabled!(Level::INFO),
+                (false, _) => tracing::enabled!(Level::WARN),
+            }
+        })
+    }
+
+    #[test]
+    fn unset_blank_or_unreadable_filters_log_at_info_with_sqlx_at_warn() {
+        for spec in [
+            None,
+            Some(""),
+            Some("  "),
+            Some("sqlx=warn=info"),
+            Some("[rpc{=}]=nope"),
+        ] {
+            assert!(passes(spec, false, Level::INFO, None), "{spec:?}");
+            assert!(!passes(spec, false, Level::DEBUG, None), "{spec:?}");
+            assert!(!passes(spec, true, Level::INFO, None), "{spec:?}");
+            assert!(passes(spec, true, Level::WARN, None), "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn targets_and_levels_filter_as_written() {
+        assert!(!passes(Some("warn"), false, Level::INFO, None));
+        assert!(passes(Some("warn"), false, Level::WARN, None));
+        assert!(passes(Some("debug"), false, Level::DEBUG, None));
+        assert!(passes(Some("info"), true, Level::INFO, None));
+        assert!(!passes(Some("info, sqlx=off"), true, Level::WARN, None));
+    }
+
+    #[test]
+    fn span_directives_select_calls_by_their_fields() {
+        let spec = Some("info,[rpc{method=Login}]=debug");
+        assert!(passes(spec, false, Level::DEBUG, Some("Login")));
+        assert!(!passes(spec, false, Level::DEBUG, Some("ValidateSession")));
+        assert!(!passes(spec, false, Level::DEBUG, None));
+        assert!(passes(spec, false, Level::INFO, None));
     }
 }
