@@ -1,6 +1,8 @@
 """What the peer drivers share: ports, waiting for a server, the venv that holds Keystone,
 gunicorn and k6, and running k6."""
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -106,10 +108,26 @@ ERROR_BUDGET = 0.001
 def k6(script, env, vus, duration, warmup):
     """Runs a k6 script for `warmup` (discarded) and then `duration`, at `vus` callers, and returns
     {"per_second", "ok", "failed", "p50_ms", "p99_ms"} of the measured run."""
-    if warmup:
-        # The warm-up waits for its last answers, so that the measured run starts on an idle server
-        _k6_once(script, {**env, "GRACEFUL_STOP": "300s"}, vus, warmup)
-    return _k6_once(script, env, vus, duration)
+    with bench_lock():
+        if warmup:
+            # The warm-up waits for its last answers, so that the measured run starts on an idle server
+            _k6_once(script, {**env, "GRACEFUL_STOP": "300s"}, vus, warmup)
+        return _k6_once(script, env, vus, duration)
+
+
+# Every measured run (with its warm-up) holds this lock, so that runs sharing the machine never overlap; set-up and
+# seeding do not.
+LOCK = os.environ.get("PEERS_LOCK", "/tmp/bench.lock")
+
+
+@contextlib.contextmanager
+def bench_lock():
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _k6_once(script, env, vus, duration):
@@ -143,3 +161,31 @@ def write_secret(directory, name, value):
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(value)
     return path
+
+
+_CEILING_LOOP = """
+import sys, time
+{setup}
+deadline = time.monotonic() + {seconds}
+count = 0
+while time.monotonic() < deadline:
+    {statement}
+    count += 1
+print(count)
+"""
+
+
+def python_hash_ceiling(python, setup, statement, seconds=5):
+    """Hashes per second on every core: one process per core running `statement` in a loop for
+    `seconds` with nothing else measured meanwhile (the lock is held)."""
+    code = _CEILING_LOOP.format(setup=setup, statement=statement, seconds=seconds)
+    with bench_lock():
+        processes = [subprocess.Popen([python, "-c", code], stdout=subprocess.PIPE, text=True)
+                     for _ in range(os.cpu_count() or 1)]
+        counts = []
+        for p in processes:
+            out, _ = p.communicate()
+            if p.returncode != 0:
+                fail(f"the hashing ceiling with {python} failed")
+            counts.append(int(out.strip()))
+    return sum(counts) / seconds

@@ -125,9 +125,21 @@ class Glewlwyd:
         encoded, _, iterations = stored.partition(",")
         raw = base64.b64decode(encoded)
         iterations = int(iterations)
+        self.iterations = iterations
         if hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), raw[32:], iterations) != raw[:32]:
             common.fail("Glewlwyd's stored hash is not PBKDF2-SHA256 of the password as read")
         return f"PBKDF2-HMAC-SHA256, {iterations} iterations ({len(raw) - 32}-byte salt; checked against the stored hash)"
+
+    def hash_ceiling(self):
+        """PBKDF2-HMAC-SHA256 derivations per second on every core at the stored iteration count,
+        with the function Glewlwyd's database backend calls (nettle_pbkdf2_hmac_sha256 of the
+        system's libnettle, through ctypes)."""
+        setup = ("import ctypes, ctypes.util\n"
+                 "nettle = ctypes.CDLL(ctypes.util.find_library('nettle'))\n"
+                 "key, salt, out = b'seven quiet benches', b'0123456789abcdef', ctypes.create_string_buffer(32)")
+        return common.python_hash_ceiling(
+            sys.executable, setup,
+            f"nettle.nettle_pbkdf2_hmac_sha256(len(key), key, {self.iterations}, len(salt), salt, 32, out)")
 
     def measure(self, duration, concurrency, login_concurrency, warmup):
         body = common.write_secret(self.dir, "login.json", f'{{"username": "{USER}", "password": "{PASSWORD}"}}')

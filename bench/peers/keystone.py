@@ -105,6 +105,14 @@ password_hash_rounds = {BCRYPT_ROUNDS}
             common.fail(f"Keystone's stored hash is not bcrypt: {prefix}")
         return f"bcrypt cost {int(prefix[4:6])} (2^{int(prefix[4:6])} rounds; stored prefix {prefix})"
 
+    def hash_ceiling(self):
+        """bcrypt checks per second on every core at the configured cost, with the bcrypt package
+        Keystone itself calls."""
+        return common.python_hash_ceiling(
+            common.venv_bin("python"),
+            f"import bcrypt\nstored = bcrypt.hashpw(b'seven quiet benches', bcrypt.gensalt({BCRYPT_ROUNDS}))",
+            "bcrypt.checkpw(b'seven quiet benches', stored)")
+
     def measure(self, duration, concurrency, login_concurrency, warmup):
         print(f"   {self.workers} gunicorn sync workers", flush=True)
         login = common.k6("http.js", {
