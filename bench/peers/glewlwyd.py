@@ -156,7 +156,9 @@ class Glewlwyd:
         return {"login": login, "validate": validate}
 
     def versions(self):
-        return {"glewlwyd": package_version()}
+        sqlite = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libsqlite3-0"], capture_output=True,
+                                text=True).stdout.strip()
+        return {"glewlwyd": package_version(), "libsqlite3": sqlite or "?"}
 
     def stop(self):
         if self.process and self.process.poll() is None:

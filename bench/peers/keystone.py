@@ -15,7 +15,9 @@ The operations:
 """
 import argparse
 import os
+import platform
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -96,7 +98,6 @@ password_hash_rounds = {BCRYPT_ROUNDS}
 
     def hash_cost(self):
         """The cost as stored: the bcrypt hash's own prefix ($2b$12$ is 2^12 rounds)."""
-        import sqlite3
         db = sqlite3.connect(os.path.join(self.dir, "keystone.db"))
         stored = db.execute("SELECT password_hash FROM password").fetchone()[0]
         db.close()
@@ -140,7 +141,8 @@ password_hash_rounds = {BCRYPT_ROUNDS}
 
     def versions(self):
         return {"keystone": self.version(), "gunicorn": common.pip_version("gunicorn"),
-                "bcrypt": common.pip_version("bcrypt"), "SQLAlchemy": common.pip_version("SQLAlchemy")}
+                "bcrypt": common.pip_version("bcrypt"), "SQLAlchemy": common.pip_version("SQLAlchemy"),
+                "Python": platform.python_version(), "SQLite": sqlite3.sqlite_version}
 
     def stop(self):
         if self.process and self.process.poll() is None:
