@@ -127,7 +127,10 @@ class Identityd:
                                      text=True).stdout.strip()
 
     def versions(self):
-        return {"identityd": self.version(), "commit": self.commit()}
+        lock = open(os.path.join(common.ROOT, "Cargo.lock")).read()
+        found = re.search(r'name = "libsqlite3-sys"\nversion = "([^"]+)"', lock)
+        return {"identityd": self.version(), "commit": self.commit(),
+                "libsqlite3-sys (bundled SQLite)": found.group(1) if found else "?"}
 
     def stop(self):
         if self.server:
