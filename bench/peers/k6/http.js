@@ -13,6 +13,7 @@
 // Successful answers are counted in op_ok, the others in op_failed (by status in op_failed's tags);
 // op_ms is the latency of every answer, failures included.
 import http from 'k6/http';
+import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 
 const ok = new Counter('op_ok');
@@ -29,6 +30,15 @@ const tokenFormat = __ENV.TOKEN_FORMAT || '{}';
 const expectStatus = parseInt(__ENV.EXPECT_STATUS || '200', 10);
 const expectBody = __ENV.EXPECT_BODY || '';
 
+function parseDuration(text) {
+  const found = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text);
+  if (!found) {
+    throw new Error(`DURATION ${text}: expected a number and ms, s or m`);
+  }
+  return parseFloat(found[1]) * { ms: 1, s: 1000, m: 60000 }[found[2]];
+}
+const durationMs = parseDuration(__ENV.DURATION || '10s');
+
 export const options = {
   discardResponseBodies: expectBody === '',
   scenarios: {
@@ -41,6 +51,13 @@ export const options = {
   },
 };
 
+// An answer that arrives after the measured duration is not counted, whatever it is: with
+// gracefulStop 0 the calls in flight at the end are cancelled, and their failures are the run's end,
+// not the server's.
+function measured() {
+  return Date.now() <= exec.scenario.startTime + durationMs;
+}
+
 export default function () {
   const sent = Object.assign({}, headers);
   if (tokens.length > 0) {
@@ -49,6 +66,9 @@ export default function () {
   // A fresh cookie jar for every request: a login is always a new login, and a validation carries
   // only the credential given.
   const response = http.request(method, url, body, { headers: sent, jar: new http.CookieJar(), timeout: '120s' });
+  if (!measured()) {
+    return;
+  }
   latency.add(response.timings.duration);
   if (response.status === expectStatus && (expectBody === '' || (response.body || '').includes(expectBody))) {
     ok.add(1);
