@@ -122,7 +122,8 @@ class Identityd:
                                     text=True, timeout=10)
         return out.stdout.strip().removeprefix("identityd ") or "(no --version)"
 
-    def commit(self):
+    @staticmethod
+    def commit():
         return common.subprocess.run(["git", "-C", common.ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                                      text=True).stdout.strip()
 

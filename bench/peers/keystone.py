@@ -32,8 +32,12 @@ BCRYPT_ROUNDS = 12  # Keystone's default for bcrypt, written out so that it is s
 class Keystone:
     name = "Keystone"
 
-    def __init__(self):
+    def __init__(self, cache=False):
+        """With `cache`, Keystone's own caching is on with an in-process backend (oslo.cache's
+        dogpile.cache.memory, one cache per gunicorn worker, default expiry), as identityd's
+        validation cache is in-process; without, Keystone's default (caching off)."""
         common.ensure_venv()
+        self.cache = cache
         self.dir = tempfile.mkdtemp(prefix="peers-keystone-")
         self.port = common.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -57,6 +61,8 @@ key_repository = {self.dir}/credential-keys
 password_hash_algorithm = bcrypt
 password_hash_rounds = {BCRYPT_ROUNDS}
 """)
+            if cache:
+                f.write("[cache]\nenabled = true\nbackend = dogpile.cache.memory\n")
         self.log = open(os.path.join(self.dir, "keystone.log"), "w")
 
     def manage(self, *args, env=None):
@@ -66,7 +72,8 @@ password_hash_rounds = {BCRYPT_ROUNDS}
             common.fail(f"keystone-manage {args[0]} failed ({result.returncode}); see {self.log.name}")
 
     def start(self):
-        print(f"== Keystone {self.version()} in {self.dir}", flush=True)
+        print(f"== Keystone {self.version()}{' with its in-process cache' if self.cache else ''} in {self.dir}",
+              flush=True)
         self.manage("db_sync")
         self.manage("fernet_setup", "--keystone-user", "root", "--keystone-group", "root")
         self.manage("credential_setup", "--keystone-user", "root", "--keystone-group", "root")
@@ -167,8 +174,9 @@ def main():
     parser.add_argument("--concurrency", type=int, default=64, help="callers for validation")
     parser.add_argument("--login-concurrency", type=int, default=8, help="callers for password logins")
     parser.add_argument("--keep", action="store_true", help="leave the directory (with its log) in place")
+    parser.add_argument("--cache", action="store_true", help="Keystone's caching on, in process (dogpile.cache.memory)")
     args = parser.parse_args()
-    peer = Keystone()
+    peer = Keystone(cache=args.cache)
     try:
         peer.start()
         print("   hash:", peer.hash_cost(), flush=True)

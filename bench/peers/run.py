@@ -25,7 +25,9 @@ import glewlwyd  # noqa: E402
 import identityd  # noqa: E402
 import keystone  # noqa: E402
 
-PEERS = {"keystone": keystone.Keystone, "glewlwyd": glewlwyd.Glewlwyd}
+PEERS = {"keystone": keystone.Keystone, "keystone-cache": lambda: keystone.Keystone(cache=True),
+         "glewlwyd": glewlwyd.Glewlwyd}
+NAMES = {"keystone": "Keystone", "keystone-cache": "Keystone, cache on", "glewlwyd": "Glewlwyd"}
 
 
 def measure(system, args):
@@ -33,28 +35,35 @@ def measure(system, args):
         system.start()
         cost = system.hash_cost()
         print("   hash:", cost, flush=True)
+        # Measured before and after the runs and averaged, as the machine drifts
+        before = system.hash_ceiling()
         figures = system.measure(args.duration, args.concurrency, args.login_concurrency, args.warmup)
-        ceiling = system.hash_ceiling()
-        print(f"   hashing ceiling: {ceiling:.1f}/s", flush=True)
+        after = system.hash_ceiling()
+        ceiling = (before + after) / 2
+        print(f"   hashing ceiling: {ceiling:.1f}/s ({before:.1f} before, {after:.1f} after)", flush=True)
         return {"hash": cost, "versions": system.versions(), "figures": figures, "hash_ceiling": ceiling}
     finally:
         system.teardown()
 
 
 def ratio(a, b):
-    return f"{a / b:.3g}" if b else "–"
+    if not b:
+        return "–"
+    value = a / b
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 0.1 \
+        else f"{value:.3f}"
 
 
 def report(results, args):
     ours = results["identityd"]["figures"]
     peers = [name for name in PEERS if name in results]
-    names = {"keystone": "Keystone", "glewlwyd": "Glewlwyd"}
+    names = NAMES
     m = results["machine"]
     lines = []
     out = lines.append
     out(f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, Linux {m['kernel']}; "
         f"load generator k6 {results['k6']} on the same cores.")
-    out(f"Run: {results['date']}, identityd commit {results['identityd']['versions']['commit']}; "
+    out(f"Run: {results['date']}, identityd {results['identityd_commit']}; "
         f"{args.duration} measured after {args.warmup} of warm-up per operation; logins at "
         f"{args.login_concurrency} callers, validations at {args.concurrency} callers over 64 sessions.")
     out("")
@@ -77,17 +86,12 @@ def report(results, args):
     out("")
     out("identityd ÷ peer (rates: above 1 is identityd faster; p99: below 1 is identityd faster):")
     out("")
-    header = []
-    for p in peers:
-        header += [f"REST ÷ {names[p]}", f"gRPC ÷ {names[p]}"]
-    out("| operation | " + " | ".join(header) + " |")
-    out("|---|" + "---|" * len(header))
+    out("| identityd ÷ | " + " | ".join(names[p] for p in peers) + " |")
+    out("|---|" + "---|" * len(peers))
     for label, op, key, _ in rows:
-        cells = []
-        for p in peers:
-            theirs = results[p]["figures"][op][key]
-            cells += [ratio(ours["rest"][op][key], theirs), ratio(ours["grpc"][op][key], theirs)]
-        out(f"| {label} | " + " | ".join(cells) + " |")
+        for api, title in (("rest", "REST"), ("grpc", "gRPC")):
+            cells = [ratio(ours[api][op][key], results[p]["figures"][op][key]) for p in peers]
+            out(f"| {label}, {title} | " + " | ".join(cells) + " |")
     out("")
     out("Password logins/s ÷ that system's own hashing ceiling (1 would be a login costing no more than its hash):")
     out("")
@@ -111,15 +115,19 @@ def main():
     parser.add_argument("--warmup", default="3s")
     parser.add_argument("--concurrency", type=int, default=64, help="callers for validation")
     parser.add_argument("--login-concurrency", type=int, default=8, help="callers for password logins")
-    parser.add_argument("--peers", default="keystone,glewlwyd")
+    parser.add_argument("--peers", default="keystone,keystone-cache,glewlwyd",
+                        help="keystone (its defaults: caching off), keystone-cache (its caching on, in process), glewlwyd")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--identityd-commit", help="what the binaries in --bin-dir were built from, for the report "
+                        "(default: the commit of this checkout)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     for p in peers:
         if p not in PEERS:
             common.fail(f"unknown peer {p}; known: {', '.join(PEERS)}")
     common.ensure_venv()
-    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    commit = args.identityd_commit or ("commit " + identityd.Identityd.commit())
+    results = {"identityd_commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "machine": common.machine(), "k6": common.k6_version()}
     results["identityd"] = measure(identityd.Identityd(os.path.abspath(args.bin_dir)), args)
     for p in peers:
