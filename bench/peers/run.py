@@ -38,6 +38,8 @@ def measure(system, args):
         # Measured before and after the runs and averaged, as the machine drifts
         before = system.hash_ceiling()
         figures = system.measure(args.duration, args.concurrency, args.login_concurrency, args.warmup)
+        # The server stops first: calls abandoned at the end of the last run may still be queued there
+        system.stop()
         after = system.hash_ceiling()
         ceiling = (before + after) / 2
         print(f"   hashing ceiling: {ceiling:.1f}/s ({before:.1f} before, {after:.1f} after)", flush=True)
