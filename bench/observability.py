@@ -10,12 +10,14 @@ RUST_LOG=warn (the span is disabled). Both serve the same database, one after th
 order off, on, on, off for each round, so that the machine's drift falls on both alike; the /metrics
 endpoint is scraped after each "on" run, as Prometheus would, to check it counted the calls.
 With --split, metrics alone and tracing alone are measured too (order off, metrics, tracing, on,
-then the reverse), to say which one costs.
+then the reverse), to say which one costs. Each round gives its own ratio (its two "on" runs over
+its two "off" runs); the figure is the median of the rounds' ratios, the ratio of the means beside.
 """
 import argparse
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,8 +92,14 @@ def main():
     print()
     for config in configs[1:]:
         label = "metrics and tracing on" if config == "on" else f"{config} alone"
+        # Each round's own ratio (its two runs of each, next to each other in time): on a machine
+        # whose speed drifts, the median of these is steadier than the ratio of the means.
+        per_round = sorted(sum(rates[config][2 * i:2 * i + 2]) / sum(rates["off"][2 * i:2 * i + 2])
+                           for i in range(args.rounds))
+        median = statistics.median(per_round)
         print(f"validate rate, {label} ÷ off ({args.store}, concurrency 64, 64 sessions): "
-              f"{mean[config] / mean['off']:.3f} ({mean[config]:.0f} / {mean['off']:.0f} requests/s; "
+              f"median of {args.rounds} rounds {median:.3f} (rounds {[round(r, 3) for r in per_round]}); "
+              f"ratio of the means {mean[config] / mean['off']:.3f} ({mean[config]:.0f} / {mean['off']:.0f} requests/s; "
               f"{config} {[round(r) for r in rates[config]]}, off {[round(r) for r in rates['off']]})")
 
 
