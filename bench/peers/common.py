@@ -68,6 +68,17 @@ def request(method, url, body=None, headers=None, timeout=120):
         return error.code, error.headers, error.read()
 
 
+def stop_process(process):
+    """Stops a server this script started: politely, then, after 30 s, by force."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_http(url, process, seconds=120):
     """Waits until `url` answers at all (any status), or fails if the process died or time ran out."""
     deadline = time.time() + seconds

@@ -161,13 +161,7 @@ class Glewlwyd:
         return {"glewlwyd": package_version(), "libsqlite3": sqlite or "?"}
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        common.stop_process(self.process)
         self.process = None
 
     def teardown(self):

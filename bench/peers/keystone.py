@@ -152,13 +152,7 @@ password_hash_rounds = {BCRYPT_ROUNDS}
                 "Python": platform.python_version(), "SQLite": sqlite3.sqlite_version}
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        common.stop_process(self.process)
         self.process = None
 
     def teardown(self):
