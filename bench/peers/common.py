@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -77,6 +78,42 @@ def stop_process(process):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class ServerPeer:
+    """What a peer started as a process of this script does to stop: its `process`, its `log`
+    file and its directory `dir`."""
+
+    process = None
+
+    def stop(self):
+        stop_process(self.process)
+        self.process = None
+
+    def teardown(self):
+        self.stop()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def measurement_arguments(parser):
+    """The options of one driver run alone: how long and with how many callers."""
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--warmup", default="3s")
+    parser.add_argument("--concurrency", type=int, default=64, help="callers for validation")
+    parser.add_argument("--login-concurrency", type=int, default=8, help="callers for password logins")
+    return parser
+
+
+def measure_alone(peer, args, keep=False):
+    """Sets `peer` up, prints its hash and its figures, and stops it (and removes what it made,
+    unless `keep`)."""
+    try:
+        peer.start()
+        print("   hash:", peer.hash_cost(), flush=True)
+        print(peer.measure(args.duration, args.concurrency, args.login_concurrency, args.warmup))
+    finally:
+        peer.stop() if keep else peer.teardown()
 
 
 def wait_http(url, process, seconds=120):

@@ -56,7 +56,7 @@ def package_version():
                           check=True).stdout.strip()
 
 
-class Glewlwyd:
+class Glewlwyd(common.ServerPeer):
     name = "Glewlwyd"
 
     def __init__(self):
@@ -160,32 +160,13 @@ class Glewlwyd:
                                 text=True).stdout.strip()
         return {"glewlwyd": package_version(), "libsqlite3": sqlite or "?"}
 
-    def stop(self):
-        common.stop_process(self.process)
-        self.process = None
-
-    def teardown(self):
-        self.stop()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", default="10s")
-    parser.add_argument("--warmup", default="3s")
-    parser.add_argument("--concurrency", type=int, default=64, help="callers for validation")
-    parser.add_argument("--login-concurrency", type=int, default=8, help="callers for password logins")
+    parser = common.measurement_arguments(argparse.ArgumentParser())
     parser.add_argument("--keep", action="store_true", help="leave the directory (with its log) in place")
     args = parser.parse_args()
     common.ensure_venv()  # for k6
-    peer = Glewlwyd()
-    try:
-        peer.start()
-        print("   hash:", peer.hash_cost(), flush=True)
-        print(peer.measure(args.duration, args.concurrency, args.login_concurrency, args.warmup))
-    finally:
-        peer.stop() if args.keep else peer.teardown()
+    common.measure_alone(Glewlwyd(), args, keep=args.keep)
 
 
 if __name__ == "__main__":

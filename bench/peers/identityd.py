@@ -146,19 +146,9 @@ class Identityd:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", required=True)
-    parser.add_argument("--duration", default="10s")
-    parser.add_argument("--warmup", default="3s")
-    parser.add_argument("--concurrency", type=int, default=64, help="callers for validation")
-    parser.add_argument("--login-concurrency", type=int, default=8, help="callers for password logins")
-    args = parser.parse_args()
+    args = common.measurement_arguments(parser).parse_args()
     common.ensure_venv()  # for k6
-    peer = Identityd(args.bin_dir)
-    try:
-        peer.start()
-        print("   hash:", peer.hash_cost(), flush=True)
-        print(peer.measure(args.duration, args.concurrency, args.login_concurrency, args.warmup))
-    finally:
-        peer.teardown()
+    common.measure_alone(Identityd(args.bin_dir), args)
 
 
 if __name__ == "__main__":

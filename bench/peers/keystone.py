@@ -16,7 +16,6 @@ The operations:
 import argparse
 import os
 import platform
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +28,7 @@ USER, PASSWORD = "admin", "seven quiet benches"
 BCRYPT_ROUNDS = 12  # Keystone's default for bcrypt, written out so that it is stated
 
 
-class Keystone:
+class Keystone(common.ServerPeer):
     name = "Keystone"
 
     def __init__(self, cache=False):
@@ -151,32 +150,13 @@ password_hash_rounds = {BCRYPT_ROUNDS}
                 "bcrypt": common.pip_version("bcrypt"), "SQLAlchemy": common.pip_version("SQLAlchemy"),
                 "Python": platform.python_version(), "SQLite": sqlite3.sqlite_version}
 
-    def stop(self):
-        common.stop_process(self.process)
-        self.process = None
-
-    def teardown(self):
-        self.stop()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", default="10s")
-    parser.add_argument("--warmup", default="3s")
-    parser.add_argument("--concurrency", type=int, default=64, help="callers for validation")
-    parser.add_argument("--login-concurrency", type=int, default=8, help="callers for password logins")
+    parser = common.measurement_arguments(argparse.ArgumentParser())
     parser.add_argument("--keep", action="store_true", help="leave the directory (with its log) in place")
     parser.add_argument("--cache", action="store_true", help="Keystone's caching on, in process (dogpile.cache.memory)")
     args = parser.parse_args()
-    peer = Keystone(cache=args.cache)
-    try:
-        peer.start()
-        print("   hash:", peer.hash_cost(), flush=True)
-        print(peer.measure(args.duration, args.concurrency, args.login_concurrency, args.warmup))
-    finally:
-        peer.stop() if args.keep else peer.teardown()
+    common.measure_alone(Keystone(cache=args.cache), args, keep=args.keep)
 
 
 if __name__ == "__main__":
