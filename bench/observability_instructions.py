@@ -2,7 +2,7 @@
 """The cost of metrics and tracing in instructions: the server's instructions per ValidateSession
 with them on and off, counted by valgrind's callgrind.
 
-    python3 bench/observability_instructions.py [--bin-dir DIR] [--calls 8000]
+    python3 bench/observability_instructions.py [--bin-dir DIR] [--calls 8000] [--keep-dumps DIR]
 
 Rates on a shared machine drift by ±15% from run to run (bench/observability.py); instruction
 counts do not, so this says what metrics and tracing add to each call, whatever the machine is
@@ -112,6 +112,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", help="use these release binaries instead of building target/release")
     parser.add_argument("--calls", type=int, default=8000)
+    parser.add_argument("--keep-dumps", metavar="DIR",
+                        help="keep callgrind's dumps here (off.callgrind*, on.callgrind*) for callgrind_annotate")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is needed (apt-get install valgrind)")
@@ -123,6 +125,10 @@ def main():
     try:
         cost = {config: instructions_per_call(config, args.calls, tmp) for config in ("off", "on")}
     finally:
+        if args.keep_dumps:
+            os.makedirs(args.keep_dumps, exist_ok=True)
+            for path in glob.glob(f"{tmp}/*.callgrind*"):
+                shutil.copy(path, args.keep_dumps)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"server instructions per ValidateSession: off {cost['off']:.0f}, on {cost['on']:.0f}: "
           f"metrics and tracing add {cost['on'] - cost['off']:.0f} ({cost['on'] / cost['off'] - 1:.1%}); "

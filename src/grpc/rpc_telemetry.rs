@@ -30,6 +30,7 @@ use tower_service::Service;
 use tracing::Span;
 
 use crate::telemetry::metrics::{self, Outcome};
+use crate::telemetry::{self, CallFields};
 
 /// The metadata key of the request id, read from requests and written on answers.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -139,15 +140,7 @@ impl Call {
             .extensions()
             .get::<TcpConnectInfo>()
             .and_then(TcpConnectInfo::remote_addr);
-        // Strings that need no escaping, which the text log writes at once (telemetry::log_fields).
-        let span = tracing::info_span!(
-            "rpc",
-            service,
-            method,
-            peer = peer.map(tracing::field::display),
-            request_id = request_id.to_str().unwrap_or_default(),
-            code = tracing::field::Empty,
-        );
+        let span = telemetry::call_span(CallFields::new(service, method, peer, request_id.as_bytes()));
         metrics::rpc_in_flight(1);
         Self {
             started: Instant::now(),

@@ -1,13 +1,13 @@
 //! How a text log line writes its fields: as tracing-subscriber's default does, with one shortcut.
 //!
 //! The default writes every string field through `Debug`, which quotes and escapes it one
-//! character at a time. Every call's `rpc` span has four string fields (service, method, request
-//! id, code), formatted when the span is made, so at the default `RUST_LOG=info` that was most of
-//! what the span cost each call. A string that needs no escaping — printable ASCII without `"` or
-//! `\` — is written here as `name="value"` at once, the very text the default writes; every other
-//! field (messages, errors, numbers, strings that need escaping, and anything while colours are
-//! on) goes to the default visitor unchanged. The fields are gathered in a buffer of the thread's
-//! and handed over in one piece.
+//! character at a time. Every call's `rpc` span has three string fields (service, method, request
+//! id), formatted when the span is made (or, see `call_fields`, when the first line inside the
+//! call is logged), and each line logged inside a call repeats them. A string that needs no
+//! escaping — printable ASCII without `"` or `\` — is written here as `name="value"` at once, the
+//! very text the default writes; every other field (messages, errors, numbers, strings that need
+//! escaping, and anything while colours are on) goes to the default visitor unchanged. The fields
+//! are gathered in a buffer of the thread's and handed over in one piece.
 
 use std::fmt;
 
@@ -115,7 +115,7 @@ impl Visit for FieldWriter<'_> {
 }
 
 /// Whether `Debug` would write `value` unchanged between its quotes.
-fn needs_no_escape(value: &str) -> bool {
+pub(super) fn needs_no_escape(value: &str) -> bool {
     value
         .bytes()
         .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')

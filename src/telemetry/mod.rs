@@ -1,11 +1,13 @@
 //! Telemetry set up once: the tracing subscriber (and, with the `otlp` feature, OpenTelemetry
 //! export), and the metrics every part of the service records.
 
+mod call_fields;
 mod log_fields;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;
 
+pub use call_fields::{CallFields, call_span};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::{EnvFilter, Registry};
@@ -30,11 +32,15 @@ pub fn init(format: LogFormat) -> TelemetryGuard {
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colours only for a terminal: escape codes in a log file or a collector are noise, and
     // writing them costs every span its fields' styling.
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let lines = tracing_subscriber::fmt::layer()
         .with_span_events(FmtSpan::NONE)
-        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+        .with_ansi(ansi);
     let lines = match format {
-        LogFormat::Text => lines.fmt_fields(log_fields::LogFields).boxed(),
+        LogFormat::Text => lines
+            .fmt_fields(log_fields::LogFields)
+            .event_format(call_fields::WithCallFields(tracing_subscriber::fmt::format()))
+            .boxed(),
         LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
     #[cfg(feature = "otlp")]
@@ -54,13 +60,17 @@ pub fn init(format: LogFormat) -> TelemetryGuard {
     #[cfg(not(feature = "otlp"))]
     let (export, guard) = (None::<tracing_subscriber::layer::Identity>, TelemetryGuard::default());
     let exported = export.is_some();
+    let only_text_reads_call_fields = format == LogFormat::Text && !ansi && !exported && !filter.selects_by_span_fields;
     let installed = tracing_subscriber::registry()
-        .with(filter)
+        .with(filter.layer)
         .with(lines)
         .with(export)
         .try_init();
     if installed.is_ok() {
         SPANS_EXPORTED.store(exported, std::sync::atomic::Ordering::Relaxed);
+        if only_text_reads_call_fields {
+            call_fields::defer_call_fields();
+        }
     }
     guard
 }
@@ -84,7 +94,7 @@ const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
 /// only for span and field directives (`[rpc{method=Login}]=debug`), keeps every span in a map
 /// behind a lock that each call takes several times over (on making, entering, leaving, recording
 /// into and closing its span), which with many threads is a cost on every call.
-fn log_filter(spec: Option<&str>) -> Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> {
+fn log_filter(spec: Option<&str>) -> LogFilter {
     use tracing_subscriber::Layer;
 
     // Directives as written, without the blanks around them (`info, sqlx=warn`).
@@ -97,7 +107,12 @@ fn log_filter(spec: Option<&str>) -> Box<dyn tracing_subscriber::Layer<Registry>
     });
     let spec = match spec.as_deref().filter(|spec| !spec.is_empty()) {
         Some(spec) if spec.contains(['[', '{']) => match EnvFilter::try_new(spec) {
-            Ok(filter) => return filter.boxed(),
+            Ok(filter) => {
+                return LogFilter {
+                    layer: filter.boxed(),
+                    selects_by_span_fields: true,
+                };
+            }
             Err(e) => {
                 eprintln!("identityd: RUST_LOG is not a filter ({e}); logging at {DEFAULT_LOG_FILTER}");
                 DEFAULT_LOG_FILTER
@@ -106,7 +121,7 @@ fn log_filter(spec: Option<&str>) -> Box<dyn tracing_subscriber::Layer<Registry>
         Some(spec) => spec,
         None => DEFAULT_LOG_FILTER,
     };
-    match spec.parse::<Targets>() {
+    let layer = match spec.parse::<Targets>() {
         Ok(filter) => filter.boxed(),
         Err(e) => {
             eprintln!("identityd: RUST_LOG is not a filter ({e}); logging at {DEFAULT_LOG_FILTER}");
@@ -115,7 +130,18 @@ fn log_filter(spec: Option<&str>) -> Box<dyn tracing_subscriber::Layer<Registry>
                 .expect("the default filter parses")
                 .boxed()
         }
+    };
+    LogFilter {
+        layer,
+        selects_by_span_fields: false,
     }
+}
+
+/// The filter `RUST_LOG` asks for.
+struct LogFilter {
+    layer: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>,
+    /// Whether it has span directives, which read spans' fields when the spans are made.
+    selects_by_span_fields: bool,
 }
 
 /// Keeps the span export running; dropping it sends what is still buffered.
@@ -146,7 +172,7 @@ mod tests {
     /// Whether an event at `level` with `target` passes the filter `spec` makes, inside a span
     /// `rpc` whose method is `method` when one is given.
     fn passes(spec: Option<&str>, target_is_sqlx: bool, level: Level, method: Option<&str>) -> bool {
-        let subscriber = tracing_subscriber::registry().with(log_filter(spec));
+        let subscriber = tracing_subscriber::registry().with(log_filter(spec).layer);
         tracing::subscriber::with_default(subscriber, || {
             let span = method.map(|method| tracing::error_span!("rpc", method));
             let _entered = span.as_ref().map(tracing::Span::enter);
