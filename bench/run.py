@@ -10,6 +10,7 @@ and dropped at the end. SQLite: a fresh file in a temporary directory.
 import argparse
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -120,6 +121,20 @@ def bench_database(store, postgres, duration, tmp):
             subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
 
 
+def write_uniform_sample(out, first_10k, rest_sample):
+    """Writes to `out` 100,000 tokens drawn uniformly from all 1M sessions, in random order:
+    `rest_sample` holds 99,000 drawn from the 990,000 seeded last; 1,000 of the first 10,000 join
+    them (each part in proportion to its share of the table)."""
+    with open(first_10k) as f:
+        first = f.read().split()
+    with open(rest_sample) as f:
+        rest = f.read().split()
+    tokens = random.sample(first, len(first) // 10) + rest
+    random.shuffle(tokens)
+    with open(out, "w") as f:
+        f.write("\n".join(tokens) + "\n")
+
+
 def bench_store(store, url, duration, tmp, startup_url):
     print(f"== {store}", flush=True)
     tokens = os.path.join(tmp, f"{store}-tokens.txt")
@@ -170,14 +185,19 @@ def bench_store(store, url, duration, tmp, startup_url):
         rows["storm_logins_per_second"] = (storm["storm"]["succeeded_per_second"], ceiling["hashes_per_second"])
 
         # Row 4 is about the store's lookup as the table grows, so both runs go without the
-        # validation cache, each on a freshly started server.
+        # validation cache, each on a freshly started server: the 10,000 sessions, then a random
+        # sample of all 1M (so that the lookups spread over the whole grown table and its index,
+        # not over the 10,000 rows written first).
         server.stop()
         server = Server(url, IDENTITYD_VALIDATION_CACHE_TTL="0s")
         small = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
         server.stop()
-        subprocess.run([SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "990000"], check=True)
+        sample = os.path.join(tmp, f"{store}-1m-sample.txt")
+        subprocess.run([SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "990000",
+                        "--tokens-out", sample, "--keep-tokens", "99000", "--keep-random"], check=True)
+        write_uniform_sample(sample, tokens, sample)
         server = Server(url, IDENTITYD_VALIDATION_CACHE_TTL="0s")
-        large = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        large = run(server, "validate", duration, "--concurrency", "16", "--tokens-file", sample)["report"]
         rows["p50_1m_vs_10k"] = (large["p50_ms"], small["p50_ms"])
         server.stop()
         server = Server(url)
@@ -199,7 +219,7 @@ TARGETS = [
     ("login_vs_hash_ceiling", "2. password-login rate ÷ hashing ceiling", ">=", 0.9),
     ("p99_storm_vs_quiet", "3. validate p99 during a login storm ÷ without (open load)", "<=", 2.0),
     ("storm_logins_per_second", "   password logins during that storm ÷ hashing ceiling", None, None),
-    ("p50_1m_vs_10k", "4. validate p50 with 1M sessions ÷ with 10k (no cache)", "<=", 1.2),
+    ("p50_1m_vs_10k", "4. validate p50, random sample of 1M sessions ÷ 10k (no cache)", "<=", 1.2),
     ("idle_rss_mib", "5a. resident memory idle, MiB", "<=", 20.0),
     ("rss_mixed_mib", "5b. resident memory under the mixed load, MiB", None, None),
     ("startup_seconds", "5c. start to SERVING on an empty database, s", "<=", 0.5),

@@ -158,14 +158,19 @@ pub struct SeedArgs {
     pub users: usize,
     #[arg(long, default_value_t = 10_000)]
     pub sessions: usize,
-    /// Write the tokens of the first `keep_tokens` sessions here, one per line.
+    /// Write the kept sessions' tokens here, one per line.
     #[arg(long)]
     pub tokens_out: Option<PathBuf>,
     /// Write the seeded users' names here, one per line (session `i` belongs to user `i % users`).
     #[arg(long)]
     pub users_out: Option<PathBuf>,
+    /// How many sessions' tokens to keep: the first ones, or a random sample with `--keep-random`.
     #[arg(long, default_value_t = 10_000)]
     pub keep_tokens: usize,
+    /// Keep the tokens of `keep_tokens` sessions chosen at random among all those seeded (each
+    /// as likely as any other), in random order, instead of the first ones.
+    #[arg(long)]
+    pub keep_random: bool,
     /// How long ago the sessions were opened (each lasts 12 hours), e.g. `40d` for sessions long
     /// expired, which the service's retention sweep deletes. 0 (the default): opened now, live.
     #[arg(long, default_value = "0s", value_parser = identityd::config::parse_duration_or_zero)]

@@ -40,13 +40,17 @@ struct SeedSession {
 pub struct Seeded {
     /// The users' names, in a new tenant of their own; every one has the password [`SEED_PASSWORD`].
     pub user_names: Vec<String>,
-    /// Tokens of the first `keep_tokens` sessions; session `i` belongs to user `i % users`.
+    /// The kept sessions' tokens: of the first `keep_tokens` sessions, or of a random sample.
     pub tokens: Vec<String>,
+    /// Which session each kept token opens (`tokens[k]` is session `kept[k]`); session `i`
+    /// belongs to user `i % users`.
+    pub kept: Vec<usize>,
 }
 
 /// Seeds a new tenant with `users` users and `sessions` sessions spread over them, after applying
-/// the service's migrations; keeps the tokens of the first `keep_tokens` sessions (written to
-/// `tokens_out` when given), and writes the users' names to `users_out` when given.
+/// the service's migrations; keeps the tokens of `keep_tokens` sessions, the first ones or (with
+/// `keep_random`) a random sample (written to `tokens_out` when given), and writes the users'
+/// names to `users_out` when given.
 pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
     open_store(&Config::for_database(&args.database_url)).await?;
     let hasher = PasswordHasher::new(HashingSettings::default())?;
@@ -63,12 +67,20 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
             name: format!("load-{run}-{i}@example.com"),
         })
         .collect();
-    let mut tokens = Vec::new();
+    let keep = args.keep_tokens.min(args.sessions);
+    let kept: Vec<usize> = if args.keep_random {
+        rand::seq::index::sample(&mut rand::thread_rng(), args.sessions, keep).into_vec()
+    } else {
+        (0..keep).collect()
+    };
+    // Where in `tokens` each kept session's token goes.
+    let place: std::collections::HashMap<usize, usize> = kept.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let mut tokens = vec![String::new(); kept.len()];
     let sessions: Vec<SeedSession> = (0..args.sessions)
         .map(|i| {
             let token = SessionToken::mint();
-            if i < args.keep_tokens {
-                tokens.push(token.expose().to_owned());
+            if let Some(&k) = place.get(&i) {
+                tokens[k] = token.expose().to_owned();
             }
             SeedSession {
                 id: Uuid::now_v7(),
@@ -113,6 +125,7 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<Seeded> {
     Ok(Seeded {
         user_names: users.into_iter().map(|u| u.name).collect(),
         tokens,
+        kept,
     })
 }
 

@@ -59,10 +59,27 @@ async fn check_seeded_database(url: &str) {
         tokens_out: None,
         users_out: None,
         keep_tokens: 5,
+        keep_random: false,
         age: std::time::Duration::ZERO,
     };
     let seeded = seed(&args).await.expect("seed the database");
     assert_eq!((seeded.user_names.len(), seeded.tokens.len()), (3, 5));
+    assert_eq!(seeded.kept, [0, 1, 2, 3, 4], "the first sessions' tokens");
+    // A second tenant, whose kept tokens are a random sample of its sessions.
+    let sampled = seed(&SeedArgs {
+        sessions: 200,
+        keep_tokens: 20,
+        keep_random: true,
+        ..args.clone()
+    })
+    .await
+    .expect("seed a second tenant");
+    let mut kept = sampled.kept.clone();
+    kept.sort_unstable();
+    kept.dedup();
+    assert_eq!(kept.len(), 20, "20 different sessions: {:?}", sampled.kept);
+    assert!(kept.iter().all(|&i| i < 200), "{kept:?}");
+    assert_ne!(kept, (0..20).collect::<Vec<_>>(), "drawn from all 200, not the first");
 
     let app = Application::build(Config::for_database(url))
         .await
@@ -106,18 +123,31 @@ async fn check_seeded_database(url: &str) {
         .expect_err("another password is refused");
     assert_eq!(wrong.code(), Code::Unauthenticated);
 
-    for (i, token) in seeded.tokens.iter().enumerate() {
-        let answer = sessions
-            .validate_session(pb::ValidateSessionRequest {
-                session_token: token.clone(),
-            })
-            .await
-            .expect("ValidateSession answers")
-            .into_inner();
-        assert!(answer.valid, "kept session {i} is valid");
-        assert_eq!(answer.user_name, seeded.user_names[i % 3], "and belongs to its user");
-        assert_eq!(answer.tenant_id, logged_in.organization_id, "in the seeded tenant");
+    let mut tenants = Vec::new();
+    for seeded in [&seeded, &sampled] {
+        for (token, &i) in seeded.tokens.iter().zip(&seeded.kept) {
+            let answer = sessions
+                .validate_session(pb::ValidateSessionRequest {
+                    session_token: token.clone(),
+                })
+                .await
+                .expect("ValidateSession answers")
+                .into_inner();
+            assert!(answer.valid, "kept session {i} is valid");
+            assert_eq!(answer.user_name, seeded.user_names[i % 3], "and belongs to its user");
+            tenants.push(answer.tenant_id);
+        }
     }
+    assert!(
+        tenants[..5].iter().all(|t| *t == logged_in.organization_id),
+        "the first seeding's sessions are in its tenant"
+    );
+    assert!(
+        tenants[5..]
+            .iter()
+            .all(|t| *t != logged_in.organization_id && *t == tenants[5]),
+        "the second's in another, its own"
+    );
     let unknown = sessions
         .validate_session(pb::ValidateSessionRequest {
             session_token: format!("{}x", seeded.tokens[0]),
