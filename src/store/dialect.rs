@@ -78,6 +78,11 @@ pub trait Dialect:
     /// [`super::SqlStore`]'s `begin` for a pooler).
     const BEGIN_WRITE: &'static str;
 
+    /// Whether one statement can make several writes (`WITH … AS (INSERT …) INSERT …`), so that
+    /// a write and its audit event need no transaction around two statements. Postgres can;
+    /// SQLite's `WITH` holds only `SELECT`s.
+    const WRITES_IN_ONE_STATEMENT: bool;
+
     /// Deletes at most `$2` sessions that expired or ended before `$1`. The rows are chosen and
     /// deleted in one statement; on Postgres, rows another instance's sweep is deleting at that
     /// moment are skipped rather than waited for (two sweeps locking the same rows in different

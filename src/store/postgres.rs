@@ -36,6 +36,7 @@ pub type PostgresStore = SqlStore<Postgres>;
 #[async_trait]
 impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const WRITES_IN_ONE_STATEMENT: bool = true;
 
     const DELETE_OLD_SESSIONS: &'static str = "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions \
          WHERE expire_time < $1 OR end_time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";

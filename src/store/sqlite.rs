@@ -31,6 +31,7 @@ pub type SqliteStore = SqlStore<Sqlite>;
 impl Dialect for Sqlite {
     // Takes the write lock at once, so that a transaction never fails half way for want of it.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const WRITES_IN_ONE_STATEMENT: bool = false;
 
     const DELETE_OLD_SESSIONS: &'static str = "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions \
          WHERE expire_time < $1 OR end_time < $1 LIMIT $2)";
