@@ -154,25 +154,11 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::telemetry::CapturedLines as Lines;
     use crate::telemetry::log_fields::LogFields;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// The text `log` writes (the service's text format), with the call's fields deferred or not.
     fn logged(deferred: bool, fields: impl Fn() -> CallFields, log: impl Fn(&Span)) -> String {
@@ -188,7 +174,7 @@ mod tests {
             let span = make_span(fields(), deferred);
             log(&span);
         });
-        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+        lines.text()
     }
 
     fn both(fields: impl Fn() -> CallFields + Copy, log: impl Fn(&Span) + Copy) -> String {
@@ -255,6 +241,6 @@ mod tests {
                 assert_eq!(formatted.fields, "", "no text made");
             });
         });
-        assert!(lines.0.lock().unwrap().is_empty());
+        assert!(lines.text().is_empty());
     }
 }

@@ -129,21 +129,10 @@ mod tests {
 
     /// Formats `record`'s fields with both formatters.
     fn both(record: impl Fn()) -> (String, String) {
-        use std::sync::{Arc, Mutex};
-
         use tracing_subscriber::layer::SubscriberExt;
 
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Lines {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
+        use crate::telemetry::CapturedLines as Lines;
+
         let (ours, default) = (Lines::default(), Lines::default());
         let (o, d) = (ours.clone(), default.clone());
         let layer = |fields: bool, lines: Lines| {
@@ -160,8 +149,7 @@ mod tests {
         use tracing_subscriber::Layer;
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer(true, o)), &record);
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer(false, d)), &record);
-        let text = |l: Lines| String::from_utf8(l.0.lock().unwrap().clone()).unwrap();
-        (text(ours), text(default))
+        (ours.text(), default.text())
     }
 
     #[test]
