@@ -24,9 +24,9 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// What a call's span names.
 pub struct CallFields {
-    pub service: &'static str,
-    pub method: &'static str,
-    pub peer: Option<SocketAddr>,
+    service: &'static str,
+    method: &'static str,
+    peer: Option<SocketAddr>,
     request_id: RequestIdText,
 }
 
