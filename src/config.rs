@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::{HashingSettings, KeyEncryptionKey};
+use crate::auth::{HashingPriority, HashingSettings, KeyEncryptionKey};
 use crate::core::{JwtSettings, SessionSettings};
 use crate::telemetry::LogFormat;
 
@@ -205,10 +205,12 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_HASHING_QUEUE", default_value_t = 64)]
     pub hashing_queue: usize,
 
-    /// How much lower the password-hashing threads are scheduled than the rest of the service (a
-    /// nice increment, 0 to 19; 0 for the same priority).
-    #[arg(long, env = "IDENTITYD_HASHING_NICE", default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub hashing_nice: i32,
+    /// How much lower the password-hashing threads are scheduled than the rest of the service:
+    /// `idle` (Linux's SCHED_IDLE: they run only on cores nothing else wants and give a core up
+    /// the moment another thread needs it), or a nice increment from 0 to 19 (0 for the same
+    /// priority).
+    #[arg(long, env = "IDENTITYD_HASHING_NICE", default_value_t = HashingPriority::Idle)]
+    pub hashing_nice: HashingPriority,
 
     /// Most live user access tokens one user may hold.
     #[arg(long, env = "IDENTITYD_MAX_ACCESS_TOKENS_PER_USER", default_value_t = 50)]
@@ -380,7 +382,7 @@ impl Config {
             parallelism: self.argon2_parallelism,
             concurrency: self.hashing_concurrency.unwrap_or(defaults.concurrency),
             queue: self.hashing_queue,
-            nice: self.hashing_nice,
+            priority: self.hashing_nice,
         }
     }
 

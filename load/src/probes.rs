@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use argon2::{Algorithm, Argon2, Params, Version};
-use identityd::auth::{HashingSettings, PasswordHasher};
+use identityd::auth::{HashingPriority, HashingSettings, PasswordHasher};
 use identityd::domain::Password;
 use serde::Serialize;
 use tonic_health::pb::HealthCheckRequest;
@@ -60,7 +60,7 @@ async fn service_hasher_rate(args: &HashCeilingArgs, threads: usize) -> anyhow::
         parallelism: args.parallelism,
         concurrency: threads,
         queue: threads,
-        nice: 0,
+        priority: HashingPriority::Nice(0),
     })?;
     let password = Password::for_login("password", PASSWORD).map_err(|v| anyhow::anyhow!("{}", v.message))?;
     let start = Instant::now();

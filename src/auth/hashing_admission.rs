@@ -4,7 +4,7 @@
 
 use tokio::sync::Semaphore;
 
-use super::hashing_workers::HashingWorkers;
+use super::hashing_workers::{HashingPriority, HashingWorkers};
 use super::password_hasher::HashingError;
 use crate::telemetry::metrics;
 
@@ -18,12 +18,12 @@ pub struct HashingAdmission {
 }
 
 impl HashingAdmission {
-    /// Starts `concurrency` hashing threads at `nice` (see [`HashingWorkers::start`]) that admit
+    /// Starts `concurrency` hashing threads at `priority` (see [`HashingWorkers::start`]) that admit
     /// `queue` waiting calls beyond those running.
-    pub fn start(concurrency: usize, queue: usize, nice: i32) -> std::io::Result<Self> {
+    pub fn start(concurrency: usize, queue: usize, priority: HashingPriority) -> std::io::Result<Self> {
         let concurrency = concurrency.max(1);
         Ok(Self {
-            threads: HashingWorkers::start(concurrency, nice)?,
+            threads: HashingWorkers::start(concurrency, priority)?,
             workers: Semaphore::new(concurrency),
             admitted: Semaphore::new(concurrency + queue),
         })
@@ -79,7 +79,7 @@ mod tests {
     async fn a_full_queue_is_refused_at_once() {
         // One worker and a queue of one. The test holds the worker itself, so the calls it starts
         // cannot finish until it lets go: no timing is involved.
-        let admission = Arc::new(HashingAdmission::start(1, 1, 0).unwrap());
+        let admission = Arc::new(HashingAdmission::start(1, 1, HashingPriority::Nice(0)).unwrap());
         let worker = admission.workers.try_acquire().unwrap();
         let waiting: Vec<_> = (0..2)
             .map(|n| {
@@ -110,7 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_job_reports_its_error() {
-        let admission = HashingAdmission::start(1, 0, 0).unwrap();
+        let admission = HashingAdmission::start(1, 0, HashingPriority::Nice(0)).unwrap();
         let failed = admission
             .run(|| Err::<(), _>(HashingError::Failed(anyhow::anyhow!("boom"))))
             .await;

@@ -12,6 +12,7 @@ mod session_token;
 mod signing_key;
 
 pub use access_token_secret::AccessTokenSecret;
+pub use hashing_workers::HashingPriority;
 pub use key_encryption::{KEY_FILE_NAME, KeyEncryptionKey, UnsealError};
 pub use password_hasher::{HashingError, HashingSettings, PasswordHasher};
 pub use session_token::{SessionToken, TokenHash};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::argon2id::Argon2id;
 use super::hashing_admission::HashingAdmission;
+use super::hashing_workers::HashingPriority;
 use crate::domain::Password;
 
 /// The cost of argon2id and how much hashing may run and wait at once.
@@ -19,9 +20,9 @@ pub struct HashingSettings {
     pub parallelism: u32,
     /// Hashes computed at the same time; each takes a hashing thread and a CPU core.
     pub concurrency: usize,
-    /// How much lower than the rest of the service the hashing threads are scheduled (a nice
-    /// increment, 0 to 19), so that validations are not kept waiting by a login storm.
-    pub nice: i32,
+    /// How much lower than the rest of the service the hashing threads are scheduled, so that
+    /// validations are not kept waiting by a login storm.
+    pub priority: HashingPriority,
     /// Hashes allowed to wait for a free worker; beyond this a call is refused at once.
     pub queue: usize,
 }
@@ -34,7 +35,7 @@ impl Default for HashingSettings {
             parallelism: 1,
             concurrency: std::thread::available_parallelism().map_or(1, usize::from),
             queue: 64,
-            nice: 15,
+            priority: HashingPriority::Idle,
         }
     }
 }
@@ -70,7 +71,7 @@ impl PasswordHasher {
             admission: Arc::new(HashingAdmission::start(
                 settings.concurrency,
                 settings.queue,
-                settings.nice,
+                settings.priority,
             )?),
             dummy_hash: dummy_hash.into(),
         })
@@ -125,7 +126,7 @@ mod tests {
             parallelism: 1,
             concurrency: 1,
             queue: 0,
-            nice: 0,
+            priority: HashingPriority::Nice(0),
         }
     }
 
