@@ -24,6 +24,8 @@ pub mod domain;
 mod first_admin;
 /// The gRPC layer: generated code, services that translate to core calls, error mapping.
 pub mod grpc;
+/// Memory the allocator holds free, given back to the operating system when the server goes idle.
+pub mod memory;
 /// The REST translation layer: AgileApps XML session resources, JSON for every gRPC call, and the
 /// OpenAPI document of the JSON routes; served on the gRPC port.
 #[cfg(feature = "rest")]

@@ -37,7 +37,9 @@ impl FromStr for HashingPriority {
         }
         match value.parse::<i32>() {
             Ok(nice @ 0..=19) => Ok(Self::Nice(nice)),
-            _ => Err(format!("expected `idle` or a nice increment from 0 to 19, not `{value}`")),
+            _ => Err(format!(
+                "expected `idle` or a nice increment from 0 to 19, not `{value}`"
+            )),
         }
     }
 }

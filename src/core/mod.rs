@@ -235,6 +235,7 @@ impl Identity {
     /// Frees password-hashing memory once hashing has been idle for `idle`.
     pub fn release_idle_memory(&self, idle: std::time::Duration) {
         if self.hasher.release_idle_memory(idle) {
+            crate::memory::return_free_memory();
             tracing::debug!("released idle password-hashing memory");
         }
     }
