@@ -6,13 +6,13 @@
 //! behind argon2. Here hashes run on their own threads at a lower scheduling priority: they still
 //! take every core nothing else wants, but a validation that becomes runnable gets a core at once.
 //!
-//! By default that priority is Linux's `SCHED_IDLE` policy. A thread that is merely niced keeps
-//! the core it was given until its time slice ends, so a validation that wakes behind a hash can
-//! wait a slice (a few milliseconds) for it; the scheduler preempts a `SCHED_IDLE` thread as soon
-//! as any other thread becomes runnable on its core.
+//! By default that priority is Linux's `SCHED_IDLE` policy. A thread that is merely niced is
+//! still allowed to keep its core for a while when another thread wakes (the scheduler protects
+//! the slice it was given), so a validation that wakes behind a hash can wait for it; a
+//! `SCHED_IDLE` thread is preempted as soon as any other thread becomes runnable on its core.
+//! (Measured in BENCHMARKS.md, row 3.)
 
 use std::str::FromStr;
-
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 

@@ -35,9 +35,9 @@ pub struct Catalogue {
 impl Catalogue {
     /// Reads the contract's descriptor set (the one reflection serves) and google.rpc's.
     pub fn new() -> anyhow::Result<Self> {
-        let mut pool = DescriptorPool::decode(crate::grpc::FILE_DESCRIPTOR_SET).context("reading the contract")?;
-        let errors = prost_types::FileDescriptorSet::decode(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .context("reading the google.rpc descriptors")?;
+        let contract = without_comments(crate::grpc::FILE_DESCRIPTOR_SET).context("reading the contract")?;
+        let mut pool = DescriptorPool::from_file_descriptor_set(contract).context("reading the contract")?;
+        let errors = without_comments(tonic_types::pb::FILE_DESCRIPTOR_SET).context("reading the google.rpc descriptors")?;
         // Files both sets import (google/protobuf/…) are in the pool already.
         let missing = errors
             .file
@@ -67,6 +67,17 @@ impl Catalogue {
     pub fn status_message(&self) -> Option<MessageDescriptor> {
         self.pool.get_message_by_name("google.rpc.Status")
     }
+}
+
+/// A descriptor set without its source information. Reflection serves the contract's comments;
+/// the JSON routes need only names and types, and the comments' text and source positions would
+/// otherwise make up most of the memory the descriptors take for as long as the server runs.
+fn without_comments(encoded: &[u8]) -> Result<prost_types::FileDescriptorSet, prost::DecodeError> {
+    let mut set = prost_types::FileDescriptorSet::decode(encoded)?;
+    for file in &mut set.file {
+        file.source_code_info = None;
+    }
+    Ok(set)
 }
 
 /// The route of every call.
