@@ -37,7 +37,8 @@ impl Catalogue {
     pub fn new() -> anyhow::Result<Self> {
         let contract = without_comments(crate::grpc::FILE_DESCRIPTOR_SET).context("reading the contract")?;
         let mut pool = DescriptorPool::from_file_descriptor_set(contract).context("reading the contract")?;
-        let errors = without_comments(tonic_types::pb::FILE_DESCRIPTOR_SET).context("reading the google.rpc descriptors")?;
+        let errors =
+            without_comments(tonic_types::pb::FILE_DESCRIPTOR_SET).context("reading the google.rpc descriptors")?;
         // Files both sets import (google/protobuf/…) are in the pool already.
         let missing = errors
             .file

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Rows 2 and 3 of bench/run.py for one build under several settings, side by side.
+
+Each variant is a name and the environment settings the server starts with; the variants take
+turns, round after round, on one store seeded once (1,000 users, 10,000 sessions), so that the
+machine's drift falls on all of them alike. Per variant and round it prints row 3 (validate p99
+during a login storm ÷ without, open load, as bench/run.py measures it) and row 2 (password logins
+÷ the hashing ceiling measured before and after), then the medians.
+
+    python3 bench/settings_ab.py --bin-dir target/release --store sqlite --rounds 3 \\
+        --variant nice15:IDENTITYD_HASHING_NICE=15 --variant idle:IDENTITYD_HASHING_NICE=idle
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as bench  # noqa: E402
+
+
+def parse_variant(text):
+    """`NAME:KEY=VALUE,KEY=VALUE` (the settings may be empty: the defaults)."""
+    name, _, settings = text.partition(":")
+    return name, dict(pair.split("=", 1) for pair in settings.split(",") if pair)
+
+
+def measure(url, tokens, duration, settings):
+    server = bench.Server(url, **settings)
+    try:
+        capacity = bench.run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
+        open_load = ("--concurrency", "16", "--tokens-file", tokens,
+                     "--rate", f"{capacity['succeeded_per_second'] / 4:.0f}")
+        quiet = bench.run(server, "validate", duration, *open_load)["report"]
+        storm = bench.run(server, "validate", duration, *open_load, "--storm", "8")
+        quiet_after = bench.run(server, "validate", duration, *open_load)["report"]
+        before = bench.load("hash-ceiling", "--duration", "5s")["hashes_per_second"]
+        logins = bench.run(server, "login-password", duration, "--concurrency", "8")["report"]
+        after = bench.load("hash-ceiling", "--duration", "5s")["hashes_per_second"]
+    finally:
+        server.stop()
+    quiet_p99 = (quiet["p99_ms"] + quiet_after["p99_ms"]) / 2
+    return {
+        "row3": storm["report"]["p99_ms"] / quiet_p99,
+        "storm_p99_ms": storm["report"]["p99_ms"],
+        "quiet_p99_ms": quiet_p99,
+        "storm_logins_per_second": storm["storm"]["succeeded_per_second"],
+        "row2": logins["succeeded_per_second"] / ((before + after) / 2),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--variant", action="append", required=True, type=parse_variant)
+    args = parser.parse_args()
+    bench.use_binaries(args.bin_dir)
+
+    with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp:
+        database = None
+        if args.store == "sqlite":
+            url = f"sqlite://{tmp}/ab.db"
+        else:
+            database = f"identityd_ab_{os.getpid()}_{time.time_ns()}"
+            subprocess.run(["psql", f"{args.postgres}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
+            url = f"{args.postgres}/{database}"
+        try:
+            tokens = os.path.join(tmp, "tokens.txt")
+            bench.Server(url).stop()  # the first start creates the bench administrator
+            subprocess.run([bench.SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "10000",
+                            "--tokens-out", tokens, "--keep-tokens", "10000"], check=True)
+            results = {name: [] for name, _ in args.variant}
+            for round_ in range(args.rounds):
+                for name, settings in args.variant:
+                    r = measure(url, tokens, args.duration, settings)
+                    results[name].append(r)
+                    print(f"## {name}, round {round_ + 1}: row 3 {r['row3']:.2f} ({r['storm_p99_ms']:.1f} / "
+                          f"{r['quiet_p99_ms']:.1f} ms, {r['storm_logins_per_second']:.0f} logins/s in the storm), "
+                          f"row 2 {r['row2']:.2f}", flush=True)
+        finally:
+            if database:
+                subprocess.run(["psql", f"{args.postgres}/postgres", "-qc",
+                                f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
+
+    print(f"\n| variant ({args.store}, {args.rounds} rounds) | row 3, median | storm p99, median (worst) | row 2, median |")
+    print("|---|---|---|---|")
+    for name, runs in results.items():
+        print(f"| {name} | {statistics.median(r['row3'] for r in runs):.2f} "
+              f"| {statistics.median(r['storm_p99_ms'] for r in runs):.1f} ms "
+              f"({max(r['storm_p99_ms'] for r in runs):.1f} ms) "
+              f"| {statistics.median(r['row2'] for r in runs):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
