@@ -72,7 +72,7 @@ impl Catalogue {
 
 /// A descriptor set without its source information. Reflection serves the contract's comments;
 /// the JSON routes need only names and types, and the comments' text and source positions would
-/// otherwise make up most of the memory the descriptors take for as long as the server runs.
+/// otherwise be about half of the memory the pool keeps for as long as the server runs.
 fn without_comments(encoded: &[u8]) -> Result<prost_types::FileDescriptorSet, prost::DecodeError> {
     let mut set = prost_types::FileDescriptorSet::decode(encoded)?;
     for file in &mut set.file {
