@@ -110,6 +110,13 @@ pub struct Config {
     #[arg(long, env = "IDENTITYD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Session lookups (ValidateSession's cache misses, and every call's bearer check) that run at
+    /// once (default: the number of cores). Lookups asked for while they all run wait, and the
+    /// next query reads up to 64 of them together: fewer queries under load, none delayed when
+    /// the database keeps up. More suits a database far from the service (long round trips).
+    #[arg(long, env = "IDENTITYD_SESSION_LOOKUPS_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub session_lookups_in_flight: Option<u32>,
+
     /// Postgres only: the longest a statement may run before Postgres cancels it (and the call
     /// answers UNAVAILABLE), so that a slow or blocked query cannot hold a pool connection for
     /// long. 0s: no limit. Behind a transaction pooler it cannot be sent at connect: set it on

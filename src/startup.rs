@@ -102,6 +102,9 @@ pub fn build_identity(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clo
         sessions: config.sessions()?,
         max_access_tokens_per_user: config.max_access_tokens_per_user,
         validation_cache_ttl: config.validation_cache_ttl,
+        session_lookups_in_flight: config
+            .session_lookups_in_flight
+            .map_or_else(crate::core::default_session_lookups_in_flight, |n| n as usize),
         token_login_failures: FailureLimit {
             failures: config.token_login_failures,
             window: config.token_login_failure_window,

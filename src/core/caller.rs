@@ -124,11 +124,7 @@ impl Identity {
         }
         let token = SessionToken::parse(raw).ok_or(Error::SessionInvalid)?;
         let now = self.clock.now();
-        let lookup = self
-            .store
-            .lookup_session(token.hash().as_bytes())
-            .await?
-            .ok_or(Error::SessionInvalid)?;
+        let lookup = self.lookup_session(&token.hash()).await?.ok_or(Error::SessionInvalid)?;
         if !self.is_live(&lookup, now) {
             return Err(Error::SessionInvalid);
         }

@@ -7,6 +7,7 @@ mod audit;
 mod authorization;
 mod bootstrap;
 mod caller;
+mod coalesced_reads;
 pub mod error;
 mod failure_audit;
 mod failure_throttle;
@@ -40,7 +41,8 @@ use chrono::Duration;
 
 use crate::auth::PasswordHasher;
 use crate::clock::Clock;
-use crate::store::Store;
+use crate::store::{SessionLookup, Store};
+use coalesced_reads::CoalescedReads;
 use failure_throttle::FailureThrottle;
 use login_failures::{ClientAddress, TokenLoginFailures};
 use revocation_poll::RevocationPoll;
@@ -107,6 +109,8 @@ pub struct Settings {
     pub max_access_tokens_per_user: u32,
     /// How long ValidateSession may answer from memory before asking the store again.
     pub validation_cache_ttl: std::time::Duration,
+    /// Session lookups that run at once; lookups asked for meanwhile share the next query.
+    pub session_lookups_in_flight: usize,
     /// Failed user-access-token logins one client address may make within a window before its
     /// token logins are refused for a while; the window is also how long its failures are summed
     /// into one audit event.
@@ -118,12 +122,20 @@ pub struct Settings {
     pub jwt: JwtSettings,
 }
 
+/// The default of [`Settings::session_lookups_in_flight`]: one per core. Measured against one
+/// per pool connection (16) and no sharing at all, it read the most sessions a second on both
+/// stores (BENCHMARKS.md, "Session lookups sharing queries").
+pub fn default_session_lookups_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             sessions: SessionSettings::default(),
             max_access_tokens_per_user: 50,
             validation_cache_ttl: std::time::Duration::from_secs(2),
+            session_lookups_in_flight: default_session_lookups_in_flight(),
             token_login_failures: FailureLimit {
                 failures: 20,
                 window: std::time::Duration::from_secs(60),
@@ -148,6 +160,8 @@ pub struct Identity {
     last_use: LastUseRecorder,
     token_last_use: LastUseRecorder,
     validation_cache: Arc<ValidationCache>,
+    /// Session lookups by token hash, sharing queries while the database is busy.
+    session_lookups: Arc<CoalescedReads<[u8; 32], SessionLookup>>,
     validation_cache_ttl: std::time::Duration,
     revocation_poll: Arc<RevocationPoll>,
     /// Whether the store pushes revocations to this instance right now; the poll stands down
@@ -176,6 +190,10 @@ impl Identity {
             last_use: LastUseRecorder::new(UseOf::Sessions),
             token_last_use: LastUseRecorder::new(UseOf::AccessTokens),
             validation_cache: Arc::new(ValidationCache::new(settings.validation_cache_ttl)),
+            session_lookups: Arc::new(CoalescedReads::new(
+                settings.session_lookups_in_flight,
+                crate::store::LOOKUP_BATCH_MAX,
+            )),
             validation_cache_ttl: settings.validation_cache_ttl,
             // Look back over more than an entry's lifetime, so that no ending is missed through
             // small clock differences between instances.

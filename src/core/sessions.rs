@@ -6,9 +6,9 @@ use super::authorization::Need;
 use super::passwords::must_change_password;
 use super::views::{SessionView, UserView};
 use super::{Caller, Error, Identity, Result};
-use crate::auth::SessionToken;
+use crate::auth::{SessionToken, TokenHash};
 use crate::domain::{PageRequest, PageToken};
-use crate::store::{SessionRecord, SessionsOf};
+use crate::store::{SessionLookup, SessionRecord, SessionsOf};
 
 /// Who a session acts as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Identity {
             Some(cached) => cached,
             None => {
                 let generation = self.validation_cache.generation();
-                let Some(lookup) = self.store.lookup_session(hash.as_bytes()).await? else {
+                let Some(lookup) = self.lookup_session(&hash).await? else {
                     return Ok(None);
                 };
                 self.validation_cache
@@ -79,6 +79,22 @@ impl Identity {
             is_force_change_password,
             impersonator_user_id: lookup.session.impersonator_user_id,
         }))
+    }
+
+    /// The session whose token hashes to `hash`, with what validating it needs. Lookups made at
+    /// the same time share queries (see [`super::coalesced_reads`]).
+    pub(crate) async fn lookup_session(&self, hash: &TokenHash) -> Result<Option<SessionLookup>> {
+        let store = &self.store;
+        let read = |hashes: Vec<[u8; 32]>| async move {
+            let found = store.lookup_sessions(&hashes).await?;
+            Ok::<_, crate::store::StoreError>(
+                found
+                    .into_iter()
+                    .filter_map(|lookup| Some((lookup.session.token_hash.as_slice().try_into().ok()?, lookup)))
+                    .collect(),
+            )
+        };
+        Ok(self.session_lookups.get(hash.0, read).await?)
     }
 
     /// "Who am I": the caller's user, the name of the tenant they act in, and their current

@@ -30,7 +30,7 @@ pub use records::{
     UserWrite,
 };
 pub use revocation_notices::{RevocationFeed, RevocationNotice};
-pub use sql::SqlStore;
+pub use sql::{LOOKUP_BATCH_MAX, SqlStore};
 
 use crate::domain::{AuditEvent, AuditFilter, PageRequest, ProfilePatch};
 
@@ -151,8 +151,10 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Vec<ServiceAccountRecord>>;
 
     async fn insert_session(&self, session: &SessionRecord, audit: &AuditEvent) -> StoreResult<()>;
-    /// The hot path: one indexed lookup by token hash, joined with the user and tenants it needs.
-    async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>>;
+    /// The hot path: the sessions whose token hashes are `token_hashes`, each joined with the user
+    /// and tenants validating it needs, by indexed lookups in as few queries as the list allows
+    /// (one per [`LOOKUP_BATCH_MAX`] hashes). Unknown hashes are left out; the order is the store's.
+    async fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> StoreResult<Vec<SessionLookup>>;
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>>;
     /// Ends an open session of `user_id`; returns false when there is no such open session.
     async fn end_session(&self, session_id: Uuid, user_id: Uuid, audit: &AuditEvent) -> StoreResult<bool>;

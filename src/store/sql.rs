@@ -88,6 +88,45 @@ macro_rules! select_sessions {
     };
 }
 
+/// The most token hashes [`Store::lookup_sessions`] reads in one statement.
+pub const LOOKUP_BATCH_MAX: usize = 64;
+
+/// A statement of [`Store::lookup_sessions`]: its text and how many hashes it takes.
+struct LookupStatement {
+    sql: String,
+    parameters: usize,
+}
+
+/// The statement that reads `count` token hashes (at most [`LOOKUP_BATCH_MAX`]). There is one per
+/// power of two, a shorter list padded with a repeated hash, so that a connection prepares at most
+/// seven of them rather than one per length.
+fn lookup_statement(count: usize) -> &'static LookupStatement {
+    static STATEMENTS: std::sync::LazyLock<Vec<LookupStatement>> = std::sync::LazyLock::new(|| {
+        std::iter::successors(Some(1), |n| (n * 2 <= LOOKUP_BATCH_MAX).then_some(n * 2))
+            .map(|parameters| {
+                let list: Vec<String> = (1..=parameters).map(|i| format!("${i}")).collect();
+                let sql = concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    ", u.*, ut.password_expiry_days, st.name AS tenant_name FROM ",
+                    sessions_with_tokens!(),
+                    // Outer joins: a service-account session has no user.
+                    " LEFT JOIN users u ON u.user_id = s.user_id LEFT JOIN tenants ut ON ut.tenant_id = u.tenant_id \
+                     JOIN tenants st ON st.tenant_id = s.tenant_id WHERE s.token_hash IN ("
+                );
+                LookupStatement {
+                    sql: format!("{sql}{})", list.join(", ")),
+                    parameters,
+                }
+            })
+            .collect()
+    });
+    STATEMENTS
+        .iter()
+        .find(|s| s.parameters >= count)
+        .unwrap_or(&STATEMENTS[STATEMENTS.len() - 1])
+}
+
 /// `INSERT INTO sessions` with the columns [`SqlStore::bind_session`] binds, before `VALUES`.
 macro_rules! insert_session {
     () => {
@@ -493,6 +532,23 @@ where
         }
         Self::commit(tx, audit).await?;
         Ok(UserWrite::Written(Box::new(user)))
+    }
+
+    /// The sessions of `token_hashes` with what validating them needs, on `on`: one query per
+    /// [`LOOKUP_BATCH_MAX`] hashes.
+    async fn lookup_sessions_on(on: On<'_, DB>, token_hashes: &[[u8; 32]]) -> StoreResult<Vec<SessionLookup>> {
+        let mut found = Vec::with_capacity(token_hashes.len());
+        for batch in token_hashes.chunks(LOOKUP_BATCH_MAX) {
+            let statement = lookup_statement(batch.len());
+            // The text is made of the fixed query and placeholders only (see `lookup_statement`).
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.sql.as_str()));
+            // A shorter list is padded to the statement's length with its last hash.
+            for i in 0..statement.parameters {
+                query = query.arg(batch[i.min(batch.len() - 1)].as_slice());
+            }
+            found.extend(Self::all::<SessionLookup>(query.fetch_all_on(on).await?)?);
+        }
+        Ok(found)
     }
 
     /// At most one row of `sql`, whose one parameter is `key`.
@@ -962,35 +1018,31 @@ where
         Ok(true)
     }
 
-    async fn lookup_session(&self, token_hash: &[u8]) -> StoreResult<Option<SessionLookup>> {
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            ", u.*, ut.password_expiry_days, st.name AS tenant_name FROM ",
-            sessions_with_tokens!(),
-            // Outer joins: a service-account session has no user.
-            " LEFT JOIN users u ON u.user_id = s.user_id LEFT JOIN tenants ut ON ut.tenant_id = u.tenant_id \
-             JOIN tenants st ON st.tenant_id = s.tenant_id WHERE s.token_hash = $1"
-        );
+    async fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> StoreResult<Vec<SessionLookup>> {
+        if token_hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::with_capacity(token_hashes.len());
+        let mut unread: Vec<[u8; 32]> = token_hashes.to_vec();
         if let Some(standby) = self.standbys.pick() {
-            match sqlx::query(sql)
-                .arg(token_hash)
-                .fetch_optional_on(self.on(standby))
-                .await
-            {
-                Ok(Some(row)) => {
-                    let lookup: SessionLookup = Self::row(row)?;
+            match Self::lookup_sessions_on(self.on(standby), &unread).await {
+                Ok(rows) => {
                     // An end pushed from elsewhere that the standby may not have replayed yet.
-                    if !self.standbys.recently_ended(lookup.session.session_id) {
-                        return Ok(Some(lookup));
-                    }
+                    found = rows
+                        .into_iter()
+                        .filter(|l| !self.standbys.recently_ended(l.session.session_id))
+                        .collect();
+                    // What the standby does not know may have been made on another instance a
+                    // moment ago.
+                    unread.retain(|hash| !found.iter().any(|l| l.session.token_hash == hash.as_slice()));
                 }
-                // Unknown there: perhaps made on another instance a moment ago.
-                Ok(None) => {}
                 Err(e) => tracing::debug!(error = %e, "a standby failed a session lookup; reading the primary"),
             }
         }
-        self.find(sql, token_hash).await
+        if !unread.is_empty() {
+            found.extend(Self::lookup_sessions_on(self.reading(), &unread).await?);
+        }
+        Ok(found)
     }
 
     async fn get_session(&self, session_id: Uuid) -> StoreResult<Option<SessionRecord>> {
