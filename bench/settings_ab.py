@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Rows 2 and 3 of bench/run.py for one build under several settings, side by side.
+"""Rows 1 (its 10,000-session line), 2 and 3 of bench/run.py for one build under several settings,
+side by side.
 
 Each variant is a name and the environment settings the server starts with; the variants take
 turns, round after round, on one store seeded once (1,000 users, 10,000 sessions), so that the
-machine's drift falls on all of them alike. Per variant and round it prints row 3 (validate p99
-during a login storm ÷ without, open load, as bench/run.py measures it) and row 2 (password logins
-÷ the hashing ceiling measured before and after), then the medians.
+machine's drift falls on all of them alike. Per variant and round it prints row 1's second line
+(validate over the 10,000 sessions ÷ health, concurrency 64), row 3 (validate p99 during a login
+storm ÷ without, open load, as bench/run.py measures it) and row 2 (password logins ÷ the hashing
+ceiling measured before and after), then the medians.
 
     python3 bench/settings_ab.py --bin-dir target/release --store sqlite --rounds 3 \\
         --variant nice15:IDENTITYD_HASHING_NICE=15 --variant idle:IDENTITYD_HASHING_NICE=idle
@@ -32,6 +34,9 @@ def parse_variant(text):
 def measure(url, tokens, duration, settings):
     server = bench.Server(url, **settings)
     try:
+        health_before = bench.run(server, "health", duration, "--concurrency", "64")["report"]
+        validate = bench.run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
+        health_after = bench.run(server, "health", duration, "--concurrency", "64")["report"]
         capacity = bench.run(server, "validate", duration, "--concurrency", "16", "--tokens-file", tokens)["report"]
         open_load = ("--concurrency", "16", "--tokens-file", tokens,
                      "--rate", f"{capacity['succeeded_per_second'] / 4:.0f}")
@@ -44,7 +49,10 @@ def measure(url, tokens, duration, settings):
     finally:
         server.stop()
     quiet_p99 = (quiet["p99_ms"] + quiet_after["p99_ms"]) / 2
+    health = (health_before["succeeded_per_second"] + health_after["succeeded_per_second"]) / 2
     return {
+        "row1_10k": validate["succeeded_per_second"] / health,
+        "validate_10k_per_second": validate["succeeded_per_second"],
         "row3": storm["report"]["p99_ms"] / quiet_p99,
         "storm_p99_ms": storm["report"]["p99_ms"],
         "quiet_p99_ms": quiet_p99,
@@ -82,7 +90,8 @@ def main():
                 for name, settings in args.variant:
                     r = measure(url, tokens, args.duration, settings)
                     results[name].append(r)
-                    print(f"## {name}, round {round_ + 1}: row 3 {r['row3']:.2f} ({r['storm_p99_ms']:.1f} / "
+                    print(f"## {name}, round {round_ + 1}: row 1 (10k) {r['row1_10k']:.2f} "
+                          f"({r['validate_10k_per_second']:.0f}/s), row 3 {r['row3']:.2f} ({r['storm_p99_ms']:.1f} / "
                           f"{r['quiet_p99_ms']:.1f} ms, {r['storm_logins_per_second']:.0f} logins/s in the storm), "
                           f"row 2 {r['row2']:.2f}", flush=True)
         finally:
@@ -90,10 +99,12 @@ def main():
                 subprocess.run(["psql", f"{args.postgres}/postgres", "-qc",
                                 f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
 
-    print(f"\n| variant ({args.store}, {args.rounds} rounds) | row 3, median | storm p99, median (worst) | row 2, median |")
-    print("|---|---|---|---|")
+    print(f"\n| variant ({args.store}, {args.rounds} rounds) | row 1 (10k), median | row 3, median "
+          "| storm p99, median (worst) | row 2, median |")
+    print("|---|---|---|---|---|")
     for name, runs in results.items():
-        print(f"| {name} | {statistics.median(r['row3'] for r in runs):.2f} "
+        print(f"| {name} | {statistics.median(r['row1_10k'] for r in runs):.2f} "
+              f"| {statistics.median(r['row3'] for r in runs):.2f} "
               f"| {statistics.median(r['storm_p99_ms'] for r in runs):.1f} ms "
               f"({max(r['storm_p99_ms'] for r in runs):.1f} ms) "
               f"| {statistics.median(r['row2'] for r in runs):.2f} |")
