@@ -14,6 +14,7 @@ ceiling measured before and after), then the medians.
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -61,43 +62,55 @@ def measure(url, tokens, duration, settings):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def common_arguments(parser, store):
+    """The arguments every same-build comparison takes."""
     parser.add_argument("--bin-dir", required=True)
-    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default=store)
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", default="10s")
     parser.add_argument("--variant", action="append", required=True, type=parse_variant)
+
+
+@contextlib.contextmanager
+def seeded_store(store, postgres, tmp):
+    """A fresh database with the bench administrator, 1,000 users and 10,000 sessions: its URL
+    and the file of the sessions' tokens. A Postgres database is dropped afterwards."""
+    database = None
+    if store == "sqlite":
+        url = f"sqlite://{tmp}/ab.db"
+    else:
+        database = f"identityd_ab_{os.getpid()}_{time.time_ns()}"
+        subprocess.run(["psql", f"{postgres}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
+        url = f"{postgres}/{database}"
+    try:
+        tokens = os.path.join(tmp, "tokens.txt")
+        bench.Server(url).stop()  # the first start creates the bench administrator
+        subprocess.run([bench.SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "10000",
+                        "--tokens-out", tokens, "--keep-tokens", "10000"], check=True)
+        yield url, tokens
+    finally:
+        if database:
+            subprocess.run(["psql", f"{postgres}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_arguments(parser, store="sqlite")
+    parser.add_argument("--duration", default="10s")
     args = parser.parse_args()
     bench.use_binaries(args.bin_dir)
 
-    with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp:
-        database = None
-        if args.store == "sqlite":
-            url = f"sqlite://{tmp}/ab.db"
-        else:
-            database = f"identityd_ab_{os.getpid()}_{time.time_ns()}"
-            subprocess.run(["psql", f"{args.postgres}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-            url = f"{args.postgres}/{database}"
-        try:
-            tokens = os.path.join(tmp, "tokens.txt")
-            bench.Server(url).stop()  # the first start creates the bench administrator
-            subprocess.run([bench.SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "10000",
-                            "--tokens-out", tokens, "--keep-tokens", "10000"], check=True)
-            results = {name: [] for name, _ in args.variant}
-            for round_ in range(args.rounds):
-                for name, settings in args.variant:
-                    r = measure(url, tokens, args.duration, settings)
-                    results[name].append(r)
-                    print(f"## {name}, round {round_ + 1}: row 1 (10k) {r['row1_10k']:.2f} "
-                          f"({r['validate_10k_per_second']:.0f}/s), row 3 {r['row3']:.2f} ({r['storm_p99_ms']:.1f} / "
-                          f"{r['quiet_p99_ms']:.1f} ms, {r['storm_logins_per_second']:.0f} logins/s in the storm), "
-                          f"row 2 {r['row2']:.2f}", flush=True)
-        finally:
-            if database:
-                subprocess.run(["psql", f"{args.postgres}/postgres", "-qc",
-                                f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
+    with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp, \
+            seeded_store(args.store, args.postgres, tmp) as (url, tokens):
+        results = {name: [] for name, _ in args.variant}
+        for round_ in range(args.rounds):
+            for name, settings in args.variant:
+                r = measure(url, tokens, args.duration, settings)
+                results[name].append(r)
+                print(f"## {name}, round {round_ + 1}: row 1 (10k) {r['row1_10k']:.2f} "
+                      f"({r['validate_10k_per_second']:.0f}/s), row 3 {r['row3']:.2f} ({r['storm_p99_ms']:.1f} / "
+                      f"{r['quiet_p99_ms']:.1f} ms, {r['storm_logins_per_second']:.0f} logins/s in the storm), "
+                      f"row 2 {r['row2']:.2f}", flush=True)
 
     print(f"\n| variant ({args.store}, {args.rounds} rounds) | row 1 (10k), median | row 3, median "
           "| storm p99, median (worst) | row 2, median |")

@@ -13,14 +13,12 @@ take turns, round after round, on one store seeded once, each on a freshly start
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as bench  # noqa: E402
-from settings_ab import parse_variant  # noqa: E402
+import settings_ab  # noqa: E402
 
 
 def measure(url, tokens, duration, settings):
@@ -41,39 +39,20 @@ def measure(url, tokens, duration, settings):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin-dir", required=True)
-    parser.add_argument("--store", choices=("sqlite", "postgres"), default="postgres")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--rounds", type=int, default=3)
+    settings_ab.common_arguments(parser, store="postgres")
     parser.add_argument("--duration", default="8s")
-    parser.add_argument("--variant", action="append", required=True, type=parse_variant)
     args = parser.parse_args()
     bench.use_binaries(args.bin_dir)
 
-    with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp:
-        database = None
-        if args.store == "sqlite":
-            url = f"sqlite://{tmp}/ab.db"
-        else:
-            database = f"identityd_ab_{os.getpid()}_{time.time_ns()}"
-            subprocess.run(["psql", f"{args.postgres}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-            url = f"{args.postgres}/{database}"
-        try:
-            tokens = os.path.join(tmp, "tokens.txt")
-            bench.Server(url).stop()  # the first start creates the bench administrator
-            subprocess.run([bench.SEED, "seed", "--database-url", url, "--users", "1000", "--sessions", "10000",
-                            "--tokens-out", tokens, "--keep-tokens", "10000"], check=True)
-            results = {name: [] for name, _ in args.variant}
-            for round_ in range(args.rounds):
-                for name, settings in args.variant:
-                    r = measure(url, tokens, args.duration, settings)
-                    results[name].append(r)
-                    print(f"## {name}, round {round_ + 1}: {r['ratio']:.2f} of health "
-                          f"({r['per_second']:.0f}/s, p99 {r['p99_ms']:.1f} ms)", flush=True)
-        finally:
-            if database:
-                subprocess.run(["psql", f"{args.postgres}/postgres", "-qc",
-                                f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
+    with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp, \
+            settings_ab.seeded_store(args.store, args.postgres, tmp) as (url, tokens):
+        results = {name: [] for name, _ in args.variant}
+        for round_ in range(args.rounds):
+            for name, settings in args.variant:
+                r = measure(url, tokens, args.duration, settings)
+                results[name].append(r)
+                print(f"## {name}, round {round_ + 1}: {r['ratio']:.2f} of health "
+                      f"({r['per_second']:.0f}/s, p99 {r['p99_ms']:.1f} ms)", flush=True)
 
     print(f"\n| variant ({args.store}, {args.rounds} rounds, no cache) | validate ÷ health, median "
           "| validations/s, median | p99, median |")

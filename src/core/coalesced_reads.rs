@@ -149,14 +149,17 @@ impl<K, V> Drop for Slot<'_, K, V> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use tokio::sync::{Notify, Semaphore};
+    use tokio::task::JoinHandle;
 
     use super::*;
 
+    type Reads = Arc<CoalescedReads<u32, u32>>;
+
     /// A read that records the batches it was given and waits for `gate` before answering
-    /// every key `k` with `k * 10`, except keys over 100, which are not found.
+    /// every key `k` with `k * 10`, except keys over 100, which are not found, and failing any
+    /// batch that holds 0.
     #[derive(Clone)]
     struct Recorder {
         batches: Arc<Mutex<Vec<Vec<u32>>>>,
@@ -188,6 +191,26 @@ mod tests {
         fn batches(&self) -> Vec<Vec<u32>> {
             self.batches.lock().unwrap().clone()
         }
+
+        /// `key` asked for on a task of its own.
+        fn spawn_get(&self, reads: &Reads, key: u32) -> JoinHandle<Result<Option<u32>, String>> {
+            let (reads, recorder) = (reads.clone(), self.clone());
+            tokio::spawn(async move { reads.get(key, |k| recorder.read(k)).await })
+        }
+
+        /// `key` asked for while nothing runs: it takes a slot and its read starts.
+        async fn spawn_first(&self, reads: &Reads, key: u32) -> JoinHandle<Result<Option<u32>, String>> {
+            let task = self.spawn_get(reads, key);
+            self.started.notified().await;
+            task
+        }
+    }
+
+    /// Returns once `count` calls wait for a slot.
+    async fn until_waiting(reads: &Reads, count: usize) {
+        while reads.lock().waiting.len() < count {
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test]
@@ -204,22 +227,10 @@ mod tests {
     async fn keys_asked_for_while_the_slot_is_busy_share_the_next_read() {
         let reads = Arc::new(CoalescedReads::new(1, 8));
         let recorder = Recorder::default();
-        let first = tokio::spawn({
-            let (reads, recorder) = (reads.clone(), recorder.clone());
-            async move { reads.get(1, |k| recorder.read(k)).await }
-        });
-        recorder.started.notified().await;
+        let first = recorder.spawn_first(&reads, 1).await;
         // The first read holds the only slot: these three wait for it.
-        let waiting: Vec<_> = [2, 3, 101]
-            .into_iter()
-            .map(|key| {
-                let (reads, recorder) = (reads.clone(), recorder.clone());
-                tokio::spawn(async move { reads.get(key, |k| recorder.read(k)).await })
-            })
-            .collect();
-        while reads.lock().waiting.len() < 3 {
-            tokio::task::yield_now().await;
-        }
+        let waiting: Vec<_> = [2, 3, 101].map(|key| recorder.spawn_get(&reads, key)).into();
+        until_waiting(&reads, 3).await;
         recorder.gate.add_permits(2);
         assert_eq!(first.await.unwrap(), Ok(Some(10)));
         let mut answers = Vec::new();
@@ -235,21 +246,9 @@ mod tests {
     async fn a_batch_is_at_most_max_batch_keys() {
         let reads = Arc::new(CoalescedReads::new(1, 2));
         let recorder = Recorder::default();
-        let first = tokio::spawn({
-            let (reads, recorder) = (reads.clone(), recorder.clone());
-            async move { reads.get(1, |k| recorder.read(k)).await }
-        });
-        recorder.started.notified().await;
-        let waiting: Vec<_> = [2, 3, 4]
-            .into_iter()
-            .map(|key| {
-                let (reads, recorder) = (reads.clone(), recorder.clone());
-                tokio::spawn(async move { reads.get(key, |k| recorder.read(k)).await })
-            })
-            .collect();
-        while reads.lock().waiting.len() < 3 {
-            tokio::task::yield_now().await;
-        }
+        let first = recorder.spawn_first(&reads, 1).await;
+        let waiting: Vec<_> = [2, 3, 4].map(|key| recorder.spawn_get(&reads, key)).into();
+        until_waiting(&reads, 3).await;
         recorder.gate.add_permits(3);
         first.await.unwrap().unwrap();
         for task in waiting {
@@ -262,26 +261,12 @@ mod tests {
     async fn a_failed_shared_read_is_retried_alone_by_each_waiter() {
         let reads = Arc::new(CoalescedReads::new(1, 8));
         let recorder = Recorder::default();
-        let first = tokio::spawn({
-            let (reads, recorder) = (reads.clone(), recorder.clone());
-            async move { reads.get(5, |k| recorder.read(k)).await }
-        });
-        recorder.started.notified().await;
-        let zero = tokio::spawn({
-            let (reads, recorder) = (reads.clone(), recorder.clone());
-            async move { reads.get(0, |k| recorder.read(k)).await }
-        });
-        while reads.lock().waiting.is_empty() {
-            tokio::task::yield_now().await;
-        }
-        let six = tokio::spawn({
-            let (reads, recorder) = (reads.clone(), recorder.clone());
-            async move { reads.get(6, |k| recorder.read(k)).await }
-        });
-        while reads.lock().waiting.len() < 2 {
-            tokio::task::yield_now().await;
-        }
-        recorder.gate.add_permits(4);
+        let first = recorder.spawn_first(&reads, 5).await;
+        let zero = recorder.spawn_get(&reads, 0);
+        until_waiting(&reads, 1).await;
+        let six = recorder.spawn_get(&reads, 6);
+        until_waiting(&reads, 2).await;
+        recorder.gate.add_permits(3);
         assert_eq!(first.await.unwrap(), Ok(Some(50)));
         // 0 fails the read it shares with 6; 6 then reads alone and is found.
         assert_eq!(zero.await.unwrap(), Err("zero".to_string()));
@@ -293,18 +278,9 @@ mod tests {
     async fn a_cancelled_read_passes_its_slot_and_its_waiters_still_get_answers() {
         let reads = Arc::new(CoalescedReads::new(1, 8));
         let recorder = Recorder::default();
-        let first = tokio::spawn({
-            let (reads, recorder) = (reads.clone(), recorder.clone());
-            async move { reads.get(1, |k| recorder.read(k)).await }
-        });
-        recorder.started.notified().await;
-        let second = tokio::spawn({
-            let (reads, recorder) = (reads.clone(), recorder.clone());
-            async move { reads.get(2, |k| recorder.read(k)).await }
-        });
-        while reads.lock().waiting.is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let first = recorder.spawn_first(&reads, 1).await;
+        let second = recorder.spawn_get(&reads, 2);
+        until_waiting(&reads, 1).await;
         // The call holding the slot goes away mid-read (a client that hung up).
         first.abort();
         assert!(first.await.unwrap_err().is_cancelled());
@@ -316,23 +292,16 @@ mod tests {
 
     #[tokio::test]
     async fn many_concurrent_calls_all_get_their_own_values() {
-        let reads = Arc::new(CoalescedReads::new(2, 16));
-        let queries = Arc::new(AtomicUsize::new(0));
+        let reads: Reads = Arc::new(CoalescedReads::new(2, 16));
         let tasks: Vec<_> = (1..=500u32)
             .map(|key| {
-                let (reads, queries) = (reads.clone(), queries.clone());
+                let reads = reads.clone();
                 tokio::spawn(async move {
-                    let value = reads
-                        .get(key % 120, |keys| {
-                            let queries = queries.clone();
-                            async move {
-                                queries.fetch_add(1, Ordering::Relaxed);
-                                tokio::task::yield_now().await;
-                                Ok::<_, ()>(keys.into_iter().filter(|k| *k <= 100).map(|k| (k, k + 1)).collect())
-                            }
-                        })
-                        .await;
-                    (key, value)
+                    let read = |keys: Vec<u32>| async move {
+                        tokio::task::yield_now().await;
+                        Ok::<_, ()>(keys.into_iter().filter(|k| *k <= 100).map(|k| (k, k + 1)).collect())
+                    };
+                    (key, reads.get(key % 120, read).await)
                 })
             })
             .collect();
