@@ -5,6 +5,9 @@
 //! which reads up to `max_batch` waiting keys in one query. So a lone call reads at once, as it
 //! would without this, and under load many calls share each query (its round trip, its hand-off
 //! to the connection's thread, its statement) instead of queueing for a connection one by one.
+//! A waiting key is read by a query that starts after it was asked for, never by one already
+//! running, so a caller sees every change made before it asked, as with a read of its own (the
+//! validation cache's generation check relies on this).
 //!
 //! Written here rather than taken from a data-loader crate: those gather a batch by delaying each
 //! read (a timer or a number of yields), which every call would pay, busy or not.
