@@ -16,7 +16,7 @@ pub use hashing_workers::HashingPriority;
 pub use key_encryption::{KEY_FILE_NAME, KeyEncryptionKey, UnsealError};
 pub use password_hasher::{HashingError, HashingSettings, PasswordHasher};
 pub use session_token::{SessionToken, TokenHash};
-pub use signing_key::GeneratedSigningKey;
+pub use signing_key::{Es256Signer, GeneratedSigningKey, InvalidSigningKey, SigningFailed};
 
 /// A password for a generated administrator: 24 characters from an alphabet without look-alikes
 /// (about 138 bits).

@@ -11,6 +11,8 @@
 //! ends before, which is why its lifetime is short. Services that must know at once call
 //! ValidateSession instead.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,7 @@ use super::audit::RequestMeta;
 use super::authorization::Need;
 use super::signing_keys::{KeyRotation, SigningKeys};
 use super::{Caller, Error, Identity, Result};
-use crate::auth::KeyEncryptionKey;
+use crate::auth::{Es256Signer, KeyEncryptionKey};
 use crate::store::SessionRecord;
 
 /// What session JWTs say and how long they and their keys last.
@@ -150,6 +152,19 @@ struct Claims {
     act: Option<Actor>,
 }
 
+/// The JWS compact serialization (RFC 7515 §7.1) of `claims`: header, claims and signature,
+/// each base64url without padding, joined by dots.
+fn compact_jws(header: &Header, claims: &Claims, signer: &Es256Signer) -> anyhow::Result<String> {
+    let part = |json: Vec<u8>| URL_SAFE_NO_PAD.encode(json);
+    let message = format!(
+        "{}.{}",
+        part(serde_json::to_vec(header)?),
+        part(serde_json::to_vec(claims)?)
+    );
+    let signature = part(signer.sign(message.as_bytes())?);
+    Ok(format!("{message}.{signature}"))
+}
+
 impl Identity {
     /// Signs a JWT for a user's session opened or used at `now`.
     pub(crate) async fn issue_session_jwt(&self, session: &SessionRecord, now: DateTime<Utc>) -> Result<SessionJwt> {
@@ -173,8 +188,8 @@ impl Identity {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(keys.active.key_id.clone());
         header.typ = Some("JWT".into());
-        let token = jsonwebtoken::encode(&header, &claims, &keys.active.key)
-            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("signing a session JWT")))?;
+        let token = compact_jws(&header, &claims, &keys.active.signer)
+            .map_err(|e| Error::Internal(e.context("signing a session JWT")))?;
         Ok(SessionJwt { token, expire_time })
     }
 

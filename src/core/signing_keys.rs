@@ -18,12 +18,12 @@
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use secrecy::ExposeSecret;
 
 use super::audit::{Audit, RequestMeta};
 use super::{Error, Result};
-use crate::auth::{GeneratedSigningKey, KeyEncryptionKey};
+use crate::auth::{Es256Signer, GeneratedSigningKey, KeyEncryptionKey};
 use crate::store::{SigningKeyRecord, Store, StoreError};
 
 /// How often the keys are read again at the latest, to see keys other instances made. It must be
@@ -44,7 +44,7 @@ pub struct KeyRotation {
 /// The key that signs now.
 pub(crate) struct ActiveKey {
     pub key_id: String,
-    pub key: EncodingKey,
+    pub signer: Es256Signer,
 }
 
 /// A published key: what the JWKS shows and what verifies.
@@ -163,7 +163,9 @@ impl SigningKeys {
                     active.key_id
                 )))
             })?;
-        let key = EncodingKey::from_ec_der(private.expose_secret());
+        let signer = Es256Signer::from_pkcs8(private.expose_secret()).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e).context(format!("reading session-JWT signing key {}", active.key_id)))
+        })?;
         let mut published = Vec::with_capacity(live.len());
         for k in &live {
             let key = DecodingKey::from_ec_components(&k.public_x, &k.public_y)
@@ -185,7 +187,7 @@ impl SigningKeys {
         Ok(Keyset {
             active: ActiveKey {
                 key_id: active.key_id.clone(),
-                key,
+                signer,
             },
             published,
             refresh_at,
