@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Rows 1 (its 10,000-session line), 2 and 3 of bench/run.py for one build under several settings,
-side by side.
+"""Rows 1 (its 10,000-session line), 2 and 3 of bench/run.py for several settings or builds, side
+by side.
 
-Each variant is a name and the environment settings the server starts with; the variants take
-turns, round after round, on one store seeded once (1,000 users, 10,000 sessions), so that the
+Each variant is a name, optionally the directory of the build it runs (`NAME@DIR`; else
+--bin-dir's), and the environment settings the server starts with; the variants take turns, round after round, on one store seeded once (1,000 users, 10,000 sessions), so that the
 machine's drift falls on all of them alike. Per variant and round it prints row 1's second line
 (validate over the 10,000 sessions ÷ health, concurrency 64), row 3 (validate p99 during a login
 storm ÷ without, open load, as bench/run.py measures it) and row 2 (password logins ÷ the hashing
-ceiling measured before and after), then the medians.
+ceiling measured before and after), then the medians. `--rows 2` measures row 2 alone.
 
     python3 bench/settings_ab.py --bin-dir target/release --store sqlite --rounds 3 \\
         --variant nice15:IDENTITYD_HASHING_NICE=15 --variant idle:IDENTITYD_HASHING_NICE=idle
+    python3 bench/settings_ab.py --bin-dir target/release --rows 2 \\
+        --variant before@/tmp/before-build: --variant after:
 """
 
 import argparse
+import collections
 import contextlib
 import os
 import statistics
@@ -26,15 +29,34 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as bench  # noqa: E402
 
 
+Variant = collections.namedtuple("Variant", "name binary settings")
+
+ROWS = ("1", "2", "3")
+
+
 def parse_variant(text):
-    """`NAME:KEY=VALUE,KEY=VALUE` (the settings may be empty: the defaults)."""
+    """`NAME[@DIR]:KEY=VALUE,KEY=VALUE` (the settings may be empty: the defaults; without a
+    directory the variant runs --bin-dir's build)."""
     name, _, settings = text.partition(":")
-    return name, dict(pair.split("=", 1) for pair in settings.split(",") if pair)
+    name, _, bin_dir = name.partition("@")
+    binary = os.path.join(bin_dir, "identityd") if bin_dir else None
+    return Variant(name, binary, dict(pair.split("=", 1) for pair in settings.split(",") if pair))
 
 
-def measure(url, tokens, duration, settings):
-    server = bench.Server(url, **settings)
+def measure_logins(server, duration):
+    """Row 2: password logins ÷ the hashing ceiling measured before and after."""
+    before = bench.load("hash-ceiling", "--duration", "5s")["hashes_per_second"]
+    logins = bench.run(server, "login-password", duration, "--concurrency", "8")["report"]
+    after = bench.load("hash-ceiling", "--duration", "5s")["hashes_per_second"]
+    return {"row2": logins["succeeded_per_second"] / ((before + after) / 2),
+            "logins_per_second": logins["succeeded_per_second"]}
+
+
+def measure(url, tokens, duration, variant, rows=ROWS):
+    server = bench.Server(url, variant.binary, **variant.settings)
     try:
+        if rows == ("2",):
+            return measure_logins(server, duration)
         health_before = bench.run(server, "health", duration, "--concurrency", "64")["report"]
         validate = bench.run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
         health_after = bench.run(server, "health", duration, "--concurrency", "64")["report"]
@@ -44,9 +66,7 @@ def measure(url, tokens, duration, settings):
         quiet = bench.run(server, "validate", duration, *open_load)["report"]
         storm = bench.run(server, "validate", duration, *open_load, "--storm", "8")
         quiet_after = bench.run(server, "validate", duration, *open_load)["report"]
-        before = bench.load("hash-ceiling", "--duration", "5s")["hashes_per_second"]
-        logins = bench.run(server, "login-password", duration, "--concurrency", "8")["report"]
-        after = bench.load("hash-ceiling", "--duration", "5s")["hashes_per_second"]
+        logins = measure_logins(server, duration)
     finally:
         server.stop()
     quiet_p99 = (quiet["p99_ms"] + quiet_after["p99_ms"]) / 2
@@ -58,7 +78,7 @@ def measure(url, tokens, duration, settings):
         "storm_p99_ms": storm["report"]["p99_ms"],
         "quiet_p99_ms": quiet_p99,
         "storm_logins_per_second": storm["storm"]["succeeded_per_second"],
-        "row2": logins["succeeded_per_second"] / ((before + after) / 2),
+        **logins,
     }
 
 
@@ -97,21 +117,35 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_arguments(parser, store="sqlite")
     parser.add_argument("--duration", default="10s")
+    parser.add_argument("--rows", choices=("all", "2"), default="all",
+                        help="every row, or row 2 (password logins) alone")
     args = parser.parse_args()
+    rows = ("2",) if args.rows == "2" else ROWS
     bench.use_binaries(args.bin_dir)
 
     with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp, \
             seeded_store(args.store, args.postgres, tmp) as (url, tokens):
-        results = {name: [] for name, _ in args.variant}
+        results = {variant.name: [] for variant in args.variant}
         for round_ in range(args.rounds):
-            for name, settings in args.variant:
-                r = measure(url, tokens, args.duration, settings)
-                results[name].append(r)
-                print(f"## {name}, round {round_ + 1}: row 1 (10k) {r['row1_10k']:.2f} "
+            for variant in args.variant:
+                r = measure(url, tokens, args.duration, variant, rows)
+                results[variant.name].append(r)
+                if rows == ("2",):
+                    print(f"## {variant.name}, round {round_ + 1}: row 2 {r['row2']:.2f} "
+                          f"({r['logins_per_second']:.1f} logins/s)", flush=True)
+                    continue
+                print(f"## {variant.name}, round {round_ + 1}: row 1 (10k) {r['row1_10k']:.2f} "
                       f"({r['validate_10k_per_second']:.0f}/s), row 3 {r['row3']:.2f} ({r['storm_p99_ms']:.1f} / "
                       f"{r['quiet_p99_ms']:.1f} ms, {r['storm_logins_per_second']:.0f} logins/s in the storm), "
                       f"row 2 {r['row2']:.2f}", flush=True)
 
+    if rows == ("2",):
+        print(f"\n| variant ({args.store}, {args.rounds} rounds) | row 2, median | logins/s, median |")
+        print("|---|---|---|")
+        for name, runs in results.items():
+            print(f"| {name} | {statistics.median(r['row2'] for r in runs):.2f} "
+                  f"| {statistics.median(r['logins_per_second'] for r in runs):.1f} |")
+        return
     print(f"\n| variant ({args.store}, {args.rounds} rounds) | row 1 (10k), median | row 3, median "
           "| storm p99, median (worst) | row 2, median |")
     print("|---|---|---|---|---|")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Validation with the cache off, for one build under several settings, side by side.
+"""Validation with the cache off, for several settings or builds (`NAME@DIR`, as in
+bench/settings_ab.py), side by side.
 
 Every validation reads the store: validate over the 10,000 seeded sessions at concurrency 64,
 ÷ the health rate measured just before and after on the same server (row 1's second line, but
@@ -21,8 +22,8 @@ import run as bench  # noqa: E402
 import settings_ab  # noqa: E402
 
 
-def measure(url, tokens, duration, settings):
-    server = bench.Server(url, IDENTITYD_VALIDATION_CACHE_TTL="0s", **settings)
+def measure(url, tokens, duration, variant):
+    server = bench.Server(url, variant.binary, **{"IDENTITYD_VALIDATION_CACHE_TTL": "0s", **variant.settings})
     try:
         before = bench.run(server, "health", duration, "--concurrency", "64")["report"]
         validate = bench.run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
@@ -46,12 +47,12 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp, \
             settings_ab.seeded_store(args.store, args.postgres, tmp) as (url, tokens):
-        results = {name: [] for name, _ in args.variant}
+        results = {variant.name: [] for variant in args.variant}
         for round_ in range(args.rounds):
-            for name, settings in args.variant:
-                r = measure(url, tokens, args.duration, settings)
-                results[name].append(r)
-                print(f"## {name}, round {round_ + 1}: {r['ratio']:.2f} of health "
+            for variant in args.variant:
+                r = measure(url, tokens, args.duration, variant)
+                results[variant.name].append(r)
+                print(f"## {variant.name}, round {round_ + 1}: {r['ratio']:.2f} of health "
                       f"({r['per_second']:.0f}/s, p99 {r['p99_ms']:.1f} ms)", flush=True)
 
     print(f"\n| variant ({args.store}, {args.rounds} rounds, no cache) | validate ÷ health, median "
