@@ -87,9 +87,6 @@ pub fn to_status(error: Error) -> Status {
             .collect();
         details.push(ErrorDetail::from(BadRequest::new(violations)));
     }
-    if let Error::TooManyFailedLogins { retry_after } = &error {
-        details.push(ErrorDetail::from(RetryInfo::new(Some(*retry_after))));
-    }
     Status::with_error_details_vec(code, error.to_string(), details)
 }
 

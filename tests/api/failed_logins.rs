@@ -84,6 +84,12 @@ async fn forged_tokens_from_one_address_are_refused_after_the_limit(env: TestEnv
             Some(WINDOW / LIMIT),
             "until one failure's share of the window is back (the clock stands still)"
         );
+        let retry_infos = refused
+            .get_error_details_vec()
+            .into_iter()
+            .filter(|d| matches!(d, tonic_types::ErrorDetail::RetryInfo(_)))
+            .count();
+        assert_eq!(retry_infos, 1, "one RetryInfo, so that clients agree on when to retry");
     }
     let refused = token_login(&here, &real).await.unwrap_err();
     assert_error(&refused, Code::ResourceExhausted, "TOO_MANY_FAILED_LOGINS");
