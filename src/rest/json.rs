@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use axum::body::{Body, Bytes};
@@ -24,6 +25,41 @@ use super::RestState;
 use super::agileapps::read_limited;
 use super::credentials;
 use super::error::{http_status, reason};
+
+/// The [`Catalogue`] and the OpenAPI document made from it, built when first asked for. Most
+/// deployments' clients speak gRPC and never call a JSON route: until one does, the server does
+/// not hold the descriptor pool and the document (about 1.4 MiB of an idle server's memory). The
+/// first JSON call or document request builds them (about 10 ms).
+#[derive(Default)]
+pub struct LazyCatalogue {
+    catalogue: OnceLock<Result<Catalogue, String>>,
+    openapi: OnceLock<Result<String, String>>,
+}
+
+impl LazyCatalogue {
+    /// The catalogue, or why it could not be read (the descriptor sets built into the binary do
+    /// not fit together: a defect of the build, which the unit tests catch).
+    pub fn get(&self) -> Result<&Catalogue, &str> {
+        let built = self.catalogue.get_or_init(|| {
+            Catalogue::new().map_err(|e| {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the JSON routes' descriptors could not be read"
+                );
+                format!("{e:#}")
+            })
+        });
+        built.as_ref().map_err(String::as_str)
+    }
+
+    /// `/openapi.json`'s body.
+    pub fn openapi(&self) -> Result<&str, &str> {
+        let built = self
+            .openapi
+            .get_or_init(|| self.get().map(super::openapi::document).map_err(str::to_owned));
+        built.as_deref().map_err(String::as_str)
+    }
+}
 
 /// The calls the JSON routes answer, by `<service>/<method>`, with the descriptors of their
 /// messages and of the error details.
@@ -92,7 +128,15 @@ pub async fn call(
     Path((service, method)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let Some(method) = state.json.methods.get(&format!("{service}/{method}")).cloned() else {
+    let Ok(catalogue) = state.json.get() else {
+        return refusal(
+            &state,
+            Code::Internal,
+            crate::core::error::reason::INTERNAL,
+            "the JSON routes are not available",
+        );
+    };
+    let Some(method) = catalogue.methods.get(&format!("{service}/{method}")).cloned() else {
         return refusal(&state, Code::NotFound, reason::NO_SUCH_RESOURCE, "no such call");
     };
     let (parts, body) = request.into_parts();
@@ -249,7 +293,9 @@ pub(super) fn status_response(state: &RestState, status: &Status) -> Response {
     let http = http_status(status.code(), StatusCode::BAD_REQUEST);
     let decoded = state
         .json
-        .status_message()
+        .get()
+        .ok()
+        .and_then(Catalogue::status_message)
         .filter(|_| !status.details().is_empty())
         .and_then(|descriptor| DynamicMessage::decode(descriptor, status.details()).ok())
         .and_then(|message| serde_json::to_value(&message).ok());
@@ -265,4 +311,31 @@ pub(super) fn status_response(state: &RestState, status: &Status) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_is_built_when_first_asked_for_and_holds_every_call() {
+        let lazy = LazyCatalogue::default();
+        assert!(
+            lazy.catalogue.get().is_none() && lazy.openapi.get().is_none(),
+            "nothing built up front"
+        );
+        let catalogue = lazy.get().expect("the built-in descriptor sets fit together");
+        for name in crate::grpc::SERVICE_NAMES {
+            assert!(
+                catalogue.methods().any(|m| m.parent_service().full_name() == name),
+                "{name}"
+            );
+        }
+        assert!(catalogue.status_message().is_some());
+        let document: serde_json::Value = serde_json::from_str(lazy.openapi().unwrap()).unwrap();
+        assert_eq!(
+            document["paths"].as_object().unwrap().len(),
+            catalogue.methods().count()
+        );
+    }
 }

@@ -34,7 +34,7 @@ pub(crate) struct RestState {
     grpc: Routes,
     cookies: Arc<CookieSettings>,
     max_request_bytes: usize,
-    json: Arc<json::Catalogue>,
+    json: Arc<json::LazyCatalogue>,
 }
 
 /// The REST routes over `identity`, dispatching JSON calls to `grpc` (the routes of the four
@@ -45,14 +45,12 @@ pub fn router(
     cookies: CookieSettings,
     max_request_bytes: usize,
 ) -> anyhow::Result<Router> {
-    let catalogue = json::Catalogue::new()?;
-    let openapi = openapi::document(&catalogue);
     let state = RestState {
         identity,
         grpc,
         cookies: Arc::new(cookies),
         max_request_bytes,
-        json: Arc::new(catalogue),
+        json: Arc::default(),
     };
     let agileapps = Router::new()
         .route("/networking/rest/login", post(agileapps::login))
@@ -76,14 +74,8 @@ pub fn router(
     let router = Router::new()
         .merge(agileapps.with_state(state.clone()))
         .route("/json/{service}/{method}", post(json::call).with_state(state.clone()))
-        .route("/.well-known/jwks.json", get(jwks::jwks).with_state(state))
-        .route(
-            "/openapi.json",
-            get(move || {
-                let body = openapi.clone();
-                async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
-            }),
-        )
+        .route("/.well-known/jwks.json", get(jwks::jwks).with_state(state.clone()))
+        .route("/openapi.json", get(openapi::serve).with_state(state))
         .layer(axum::middleware::from_fn(logging::log_request));
     Ok(router)
 }

@@ -1,12 +1,24 @@
-//! The OpenAPI 3 document of the JSON routes, generated from the contract's descriptors when the
-//! server starts: one path per call, one schema per message in the protobuf JSON mapping.
+//! The OpenAPI 3 document of the JSON routes, generated from the contract's descriptors when it
+//! is first asked for: one path per call, one schema per message in the protobuf JSON mapping.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Value, json};
 
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use super::RestState;
 use super::json::{Catalogue, route_of};
+
+/// `GET /openapi.json`.
+pub async fn serve(State(state): State<RestState>) -> Response {
+    match state.json.openapi() {
+        Ok(document) => ([(http::header::CONTENT_TYPE, "application/json")], document.to_owned()).into_response(),
+        Err(_) => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
 
 /// The document, as JSON text.
 pub fn document(catalogue: &Catalogue) -> String {
