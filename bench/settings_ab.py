@@ -3,8 +3,9 @@
 by side.
 
 Each variant is a name, optionally the directory of the build it runs (`NAME@DIR`; else
---bin-dir's), and the environment settings the server starts with; the variants take turns, round after round, on one store seeded once (1,000 users, 10,000 sessions), so that the
-machine's drift falls on all of them alike. Per variant and round it prints row 1's second line
+--bin-dir's), and the environment settings the server starts with; the variants take turns,
+round after round, on one store seeded once (1,000 users, 10,000 sessions), so that the machine's
+drift falls on all of them alike. Per variant and round it prints row 1's second line
 (validate over the 10,000 sessions ÷ health, concurrency 64), row 3 (validate p99 during a login
 storm ÷ without, open load, as bench/run.py measures it) and row 2 (password logins ÷ the hashing
 ceiling measured before and after), then the medians. `--rows 2` measures row 2 alone.
@@ -31,8 +32,6 @@ import run as bench  # noqa: E402
 
 Variant = collections.namedtuple("Variant", "name binary settings")
 
-ROWS = ("1", "2", "3")
-
 
 def parse_variant(text):
     """`NAME[@DIR]:KEY=VALUE,KEY=VALUE` (the settings may be empty: the defaults; without a
@@ -52,10 +51,10 @@ def measure_logins(server, duration):
             "logins_per_second": logins["succeeded_per_second"]}
 
 
-def measure(url, tokens, duration, variant, rows=ROWS):
+def measure(url, tokens, duration, variant, logins_only=False):
     server = bench.Server(url, variant.binary, **variant.settings)
     try:
-        if rows == ("2",):
+        if logins_only:
             return measure_logins(server, duration)
         health_before = bench.run(server, "health", duration, "--concurrency", "64")["report"]
         validate = bench.run(server, "validate", duration, "--concurrency", "64", "--tokens-file", tokens)["report"]
@@ -120,7 +119,7 @@ def main():
     parser.add_argument("--rows", choices=("all", "2"), default="all",
                         help="every row, or row 2 (password logins) alone")
     args = parser.parse_args()
-    rows = ("2",) if args.rows == "2" else ROWS
+    logins_only = args.rows == "2"
     bench.use_binaries(args.bin_dir)
 
     with tempfile.TemporaryDirectory(prefix="identityd-ab-") as tmp, \
@@ -128,9 +127,9 @@ def main():
         results = {variant.name: [] for variant in args.variant}
         for round_ in range(args.rounds):
             for variant in args.variant:
-                r = measure(url, tokens, args.duration, variant, rows)
+                r = measure(url, tokens, args.duration, variant, logins_only)
                 results[variant.name].append(r)
-                if rows == ("2",):
+                if logins_only:
                     print(f"## {variant.name}, round {round_ + 1}: row 2 {r['row2']:.2f} "
                           f"({r['logins_per_second']:.1f} logins/s)", flush=True)
                     continue
@@ -139,7 +138,7 @@ def main():
                       f"{r['quiet_p99_ms']:.1f} ms, {r['storm_logins_per_second']:.0f} logins/s in the storm), "
                       f"row 2 {r['row2']:.2f}", flush=True)
 
-    if rows == ("2",):
+    if logins_only:
         print(f"\n| variant ({args.store}, {args.rounds} rounds) | row 2, median | logins/s, median |")
         print("|---|---|---|")
         for name, runs in results.items():

@@ -266,7 +266,7 @@ impl Application {
             move |accepted| accepted.map(|connection| deadline.connection(connection))
         });
         let (drain, draining) = tokio::sync::oneshot::channel::<()>();
-        let routes = served_routes(identity, &config)?;
+        let routes = served_routes(identity, &config);
         tracing::info!(address = %local_addr, rest = cfg!(feature = "rest"), tls = tls_on, "serving gRPC");
         let keepalive = Some(config.http2_keepalive_interval).filter(|interval| !interval.is_zero());
         let mut builder = Server::builder()
@@ -342,16 +342,16 @@ impl Application {
 }
 
 /// The identity services, and with the `rest` feature the REST routes beside them.
-fn served_routes(identity: Identity, config: &Config) -> anyhow::Result<tonic::service::Routes> {
+fn served_routes(identity: Identity, config: &Config) -> tonic::service::Routes {
     #[cfg(feature = "rest")]
     {
         let grpc = grpc::routes(identity.clone(), config.max_request_bytes);
         let cookies = crate::rest::CookieSettings::new(config.rest_cookie_name.clone(), config.rest_cookie_secure);
-        let rest = crate::rest::router(identity, grpc.clone(), cookies, config.max_request_bytes)?;
-        Ok(tonic::service::Routes::from(grpc.into_axum_router().merge(rest)))
+        let rest = crate::rest::router(identity, grpc.clone(), cookies, config.max_request_bytes);
+        tonic::service::Routes::from(grpc.into_axum_router().merge(rest))
     }
     #[cfg(not(feature = "rest"))]
-    Ok(grpc::routes(identity, config.max_request_bytes))
+    grpc::routes(identity, config.max_request_bytes)
 }
 
 /// Reflection over our contract and the standard health and reflection services, so that

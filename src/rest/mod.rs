@@ -39,12 +39,7 @@ pub(crate) struct RestState {
 
 /// The REST routes over `identity`, dispatching JSON calls to `grpc` (the routes of the four
 /// identity services), refusing bodies over `max_request_bytes`.
-pub fn router(
-    identity: Identity,
-    grpc: Routes,
-    cookies: CookieSettings,
-    max_request_bytes: usize,
-) -> anyhow::Result<Router> {
+pub fn router(identity: Identity, grpc: Routes, cookies: CookieSettings, max_request_bytes: usize) -> Router {
     let state = RestState {
         identity,
         grpc,
@@ -71,11 +66,10 @@ pub fn router(
         .route("/networking/rest/user/info", get(agileapps::user_info))
         .route("/networking/rest/user/password", post(agileapps::change_password))
         .route("/networking/rest/{*rest}", any(agileapps::not_found));
-    let router = Router::new()
+    Router::new()
         .merge(agileapps.with_state(state.clone()))
         .route("/json/{service}/{method}", post(json::call).with_state(state.clone()))
         .route("/.well-known/jwks.json", get(jwks::jwks).with_state(state.clone()))
         .route("/openapi.json", get(openapi::serve).with_state(state))
-        .layer(axum::middleware::from_fn(logging::log_request));
-    Ok(router)
+        .layer(axum::middleware::from_fn(logging::log_request))
 }
