@@ -130,7 +130,7 @@ impl Identity {
         }
         // A service-account session proves who automation is to other services (through
         // ValidateSession); it is no key to identityd's own calls.
-        let Some(user) = lookup.user else {
+        let Some(user) = lookup.user.clone() else {
             return Err(Error::PermissionDenied(
                 "a service-account session can only be checked with ValidateSession".into(),
             ));
@@ -151,7 +151,7 @@ impl Identity {
             session_id: Some(lookup.session.session_id),
             access_token_id: lookup.session.access_token_id,
             tenant_id: lookup.session.tenant_id,
-            tenant_name: lookup.tenant_name,
+            tenant_name: lookup.tenant_name.clone(),
             user,
         })
     }

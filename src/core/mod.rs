@@ -161,7 +161,7 @@ pub struct Identity {
     token_last_use: LastUseRecorder,
     validation_cache: Arc<ValidationCache>,
     /// Session lookups by token hash, sharing queries while the database is busy.
-    session_lookups: Arc<CoalescedReads<[u8; 32], SessionLookup>>,
+    session_lookups: Arc<CoalescedReads<[u8; 32], Arc<SessionLookup>>>,
     validation_cache_ttl: std::time::Duration,
     revocation_poll: Arc<RevocationPoll>,
     /// Whether the store pushes revocations to this instance right now; the poll stands down

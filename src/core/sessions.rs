@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -46,7 +48,7 @@ impl Identity {
                     return Ok(None);
                 };
                 self.validation_cache
-                    .insert(hash.as_bytes().to_vec(), lookup.clone(), generation);
+                    .insert(hash.as_bytes().to_vec(), Arc::clone(&lookup), generation);
                 lookup
             }
         };
@@ -83,14 +85,16 @@ impl Identity {
 
     /// The session whose token hashes to `hash`, with what validating it needs. Lookups made at
     /// the same time share queries (see [`super::coalesced_reads`]).
-    pub(crate) async fn lookup_session(&self, hash: &TokenHash) -> Result<Option<SessionLookup>> {
+    pub(crate) async fn lookup_session(&self, hash: &TokenHash) -> Result<Option<Arc<SessionLookup>>> {
         let store = &self.store;
         let read = |hashes: Vec<[u8; 32]>| async move {
             let found = store.lookup_sessions(&hashes).await?;
             Ok::<_, crate::store::StoreError>(
                 found
                     .into_iter()
-                    .filter_map(|lookup| Some((lookup.session.token_hash.as_slice().try_into().ok()?, lookup)))
+                    .filter_map(|lookup| {
+                        Some((lookup.session.token_hash.as_slice().try_into().ok()?, Arc::new(lookup)))
+                    })
                     .collect(),
             )
         };

@@ -47,7 +47,8 @@ pub struct ValidationCache {
 
 /// A cached lookup, keyed by its session token's hash.
 struct Entry {
-    lookup: SessionLookup,
+    /// Shared with every validation answered from it: a hit copies a pointer, not the lookup.
+    lookup: Arc<SessionLookup>,
     at: Instant,
 }
 
@@ -129,13 +130,13 @@ impl ValidationCache {
         self.lock().generation
     }
 
-    pub fn get(&self, token_hash: &[u8]) -> Option<SessionLookup> {
+    pub fn get(&self, token_hash: &[u8]) -> Option<Arc<SessionLookup>> {
         let found = self.get_at(token_hash, Instant::now());
         crate::telemetry::metrics::validation_cache(found.is_some());
         found
     }
 
-    fn get_at(&self, token_hash: &[u8], now: Instant) -> Option<SessionLookup> {
+    fn get_at(&self, token_hash: &[u8], now: Instant) -> Option<Arc<SessionLookup>> {
         if !self.trusted.load(Ordering::Acquire) {
             return None;
         }
@@ -145,11 +146,11 @@ impl ValidationCache {
     }
 
     /// Keeps a lookup read from the store, unless the cache was emptied since `generation`.
-    pub fn insert(&self, token_hash: Vec<u8>, lookup: SessionLookup, generation: u64) {
+    pub fn insert(&self, token_hash: Vec<u8>, lookup: Arc<SessionLookup>, generation: u64) {
         self.insert_at(token_hash, lookup, generation, Instant::now());
     }
 
-    fn insert_at(&self, token_hash: Vec<u8>, lookup: SessionLookup, generation: u64, now: Instant) {
+    fn insert_at(&self, token_hash: Vec<u8>, lookup: Arc<SessionLookup>, generation: u64, now: Instant) {
         if self.ttl.is_zero() || !self.trusted.load(Ordering::Acquire) {
             return;
         }
@@ -248,11 +249,11 @@ pub(super) mod tests {
     use chrono::Utc;
 
     /// A lookup of a live session of its own user.
-    pub(in crate::core) fn lookup(session_id: Uuid) -> SessionLookup {
+    pub(in crate::core) fn lookup(session_id: Uuid) -> Arc<SessionLookup> {
         let now = Utc::now();
         let user_id = Uuid::now_v7();
         let tenant_id = Uuid::now_v7();
-        SessionLookup {
+        Arc::new(SessionLookup {
             session: SessionRecord {
                 session_id,
                 user_id: Some(user_id),
@@ -276,7 +277,7 @@ pub(super) mod tests {
             }),
             password_expiry_days: None,
             tenant_name: "Default".into(),
-        }
+        })
     }
 
     fn trusted_cache(ttl: Duration) -> ValidationCache {
