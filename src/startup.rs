@@ -73,7 +73,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         }
         Arc::new(store)
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(&url, config.db_max_connections, config.sqlite_busy_timeout).await?;
+        let mut store = SqliteStore::open(&url, config.db_max_connections, config.sqlite_busy_timeout).await?;
         store.migrate().await?;
         Arc::new(store)
     } else {

@@ -12,6 +12,7 @@ mod records;
 mod revocation_notices;
 mod sql;
 pub mod sqlite;
+mod sqlite_session_reads;
 mod standbys;
 mod statement_target;
 mod time;

@@ -176,6 +176,7 @@ impl PostgresStore {
                 Postgres::BEGIN_WRITE
             },
             lone_statements_in_transactions: transaction_pooler,
+            session_reads: None,
         })
     }
 

@@ -286,7 +286,7 @@ pub enum SessionsOf {
 
 /// What validating a session needs, read in one query: the session, its user (none for a
 /// service-account session), and their tenants.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionLookup {
     pub session: SessionRecord,
     /// The user the session acts as; `None` for a service-account session.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
 use super::sqlite::DatabaseFile;
+use super::sqlite_session_reads::SqliteSessionReads;
 use super::standbys::Standbys;
 use super::statement_target::{On, RunOn};
 use super::time::{StoredTime, stored};
@@ -38,6 +39,8 @@ pub struct SqlStore<DB: Database> {
     /// Whether a statement outside a write transaction runs in a transaction of its own (behind
     /// a pooler that lends server connections by the transaction; see [`super::statement_target`]).
     pub(super) lone_statements_in_transactions: bool,
+    /// Session lookups read on the calling thread (a SQLite file; none otherwise).
+    pub(super) session_reads: Option<std::sync::Arc<SqliteSessionReads>>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -49,6 +52,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
             standbys: self.standbys.clone(),
             begin: self.begin,
             lone_statements_in_transactions: self.lone_statements_in_transactions,
+            session_reads: self.session_reads.clone(),
         }
     }
 }
@@ -92,15 +96,15 @@ macro_rules! select_sessions {
 pub const LOOKUP_BATCH_MAX: usize = 64;
 
 /// A statement of [`Store::lookup_sessions`]: its text and how many hashes it takes.
-struct LookupStatement {
-    sql: String,
-    parameters: usize,
+pub(super) struct LookupStatement {
+    pub(super) sql: String,
+    pub(super) parameters: usize,
 }
 
 /// The statement that reads `count` token hashes (at most [`LOOKUP_BATCH_MAX`]). There is one per
 /// power of two, a shorter list padded with a repeated hash, so that a connection prepares at most
 /// seven of them rather than one per length.
-fn lookup_statement(count: usize) -> &'static LookupStatement {
+pub(super) fn lookup_statement(count: usize) -> &'static LookupStatement {
     static STATEMENTS: std::sync::LazyLock<Vec<LookupStatement>> = std::sync::LazyLock::new(|| {
         std::iter::successors(Some(1), |n| (n * 2 <= LOOKUP_BATCH_MAX).then_some(n * 2))
             .map(|parameters| {
@@ -1021,6 +1025,13 @@ where
     async fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> StoreResult<Vec<SessionLookup>> {
         if token_hashes.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(read_here) = self
+            .session_reads
+            .as_ref()
+            .and_then(|r| r.lookup_sessions(token_hashes))
+        {
+            return read_here;
         }
         let mut found = Vec::with_capacity(token_hashes.len());
         let mut unread: Vec<[u8; 32]> = token_hashes.to_vec();

@@ -18,6 +18,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::dialect::{Arg, Dialect, LastUseOf, Lock};
+use super::sqlite_session_reads::SqliteSessionReads;
 use super::statement_target::On;
 use super::time::StoredTime;
 use super::{SqlStore, StoreError, StoreResult};
@@ -93,6 +94,7 @@ impl SqliteStore {
                 file: None,
                 begin: Sqlite::BEGIN_WRITE,
                 lone_statements_in_transactions: false,
+                session_reads: None,
             });
         }
         if let Some(parent) = options.get_filename().parent()
@@ -126,12 +128,21 @@ impl SqliteStore {
             file: Some(file),
             begin: Sqlite::BEGIN_WRITE,
             lone_statements_in_transactions: false,
+            session_reads: None,
         })
     }
 
-    /// Applies the migrations in `migrations/sqlite/` that have not run yet.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR.run(&self.writer).await.context("applying SQLite migrations")
+    /// Applies the migrations in `migrations/sqlite/` that have not run yet; then, for a database
+    /// file, opens the connections that read sessions on the calling thread (they check the
+    /// schema they read).
+    pub async fn migrate(&mut self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.writer).await.context("applying SQLite migrations")?;
+        if let Some(file) = &self.file {
+            let max = self.reader.options().get_max_connections() as usize;
+            let reads = SqliteSessionReads::open(file.path(), max).context("opening SQLite session readers")?;
+            self.session_reads = Some(std::sync::Arc::new(reads));
+        }
+        Ok(())
     }
 }
 
@@ -152,6 +163,10 @@ impl DatabaseFile {
             path: path.to_owned(),
             identity: identity(&metadata),
         })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Fails when the file is gone, replaced by another, or no longer writable.
