@@ -1031,7 +1031,7 @@ where
             .as_ref()
             .and_then(|r| r.lookup_sessions(token_hashes))
         {
-            return read_here;
+            return Ok(read_here);
         }
         let mut found = Vec::with_capacity(token_hashes.len());
         let mut unread: Vec<[u8; 32]> = token_hashes.to_vec();

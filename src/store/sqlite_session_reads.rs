@@ -11,7 +11,8 @@
 //!
 //! A read never waits on the calling thread: when SQLite would have to (SQLITE_BUSY, while a
 //! checkpoint or a recovery holds the file) or every connection is in use, the lookup is not made
-//! here and the caller reads through the pool instead.
+//! here and the caller reads through the pool instead — as it does after a failed read, so that
+//! the pool's reads decide what a failing file answers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,7 +24,6 @@ use uuid::Uuid;
 
 use super::records::{SessionDetails, SessionLookup, SessionRecord, UserRecord};
 use super::sql::{LOOKUP_BATCH_MAX, lookup_statement};
-use super::{StoreError, StoreResult};
 use crate::domain::{SessionKind, UserProfile};
 
 /// Read-only connections to one SQLite file, each lent to one thread at a time.
@@ -66,9 +66,10 @@ impl SqliteSessionReads {
         Ok(reads)
     }
 
-    /// The sessions of `token_hashes` with what validating them needs, or `None` when the lookup
-    /// would have to wait (the file busy, every connection lent out): then read them elsewhere.
-    pub fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> Option<StoreResult<Vec<SessionLookup>>> {
+    /// The sessions of `token_hashes` with what validating them needs, or `None` when they are
+    /// better read through the pool: the lookup would have to wait (the file busy, every
+    /// connection lent out) or failed.
+    pub fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> Option<Vec<SessionLookup>> {
         let mut reader = self.borrow()?;
         let result = reader.lookup_sessions(token_hashes);
         match result {
@@ -77,13 +78,15 @@ impl SqliteSessionReads {
                 None
             }
             Err(e) => {
-                // Not known to be transient: this connection is not reused.
+                // The pool reads again and reports what is wrong as every other read does (the
+                // file gone or failing is UNAVAILABLE); this connection is not reused.
+                tracing::warn!(error = %e, "a session lookup on the calling thread failed; reading through the pool");
                 self.lock().opened -= 1;
-                Some(Err(StoreError::Other(e.into())))
+                None
             }
             Ok(found) => {
                 self.give_back(reader);
-                Some(Ok(found))
+                Some(found)
             }
         }
     }
@@ -487,7 +490,7 @@ mod tests {
             .session_reads
             .as_ref()
             .expect("a database file reads on the calling thread");
-        let mut here = reads.lookup_sessions(&hashes).expect("read here").unwrap();
+        let mut here = reads.lookup_sessions(&hashes).expect("read here");
         let mut pooled = pooled_only.lookup_sessions(&hashes).await.unwrap();
         here.sort_by_key(|l| l.session.session_id);
         pooled.sort_by_key(|l| l.session.session_id);
@@ -529,10 +532,7 @@ mod tests {
         let lent = reads.borrow().expect("the one connection");
         assert!(reads.lookup_sessions(&[[1; 32]]).is_none(), "none left to read with");
         reads.give_back(lent);
-        assert_eq!(
-            reads.lookup_sessions(&[[1; 32]]).expect("read here").unwrap(),
-            Vec::new()
-        );
+        assert_eq!(reads.lookup_sessions(&[[1; 32]]).expect("read here"), Vec::new());
         assert_eq!(reads.lock().opened, 1);
         std::fs::remove_dir_all(&dir).ok();
     }
