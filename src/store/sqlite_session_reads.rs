@@ -409,15 +409,21 @@ mod tests {
         }
     }
 
+    /// A migrated store in a database file of its own, with `readers` readers, and its directory.
+    async fn file_store(readers: u32) -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("identityd-reads-{}", Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}", dir.join("identityd.db").display());
+        let mut store = SqliteStore::open(&url, readers, Duration::from_secs(5)).await.unwrap();
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
     /// Every kind of session the lookup reads — a user's with every optional column set, an
     /// impersonation of another user, a service account's with no user, one ended — reads the
     /// same through the calling thread's connections as through sqlx's pool.
     #[tokio::test]
     async fn lookups_on_the_calling_thread_read_what_the_pooled_readers_read() {
-        let dir = std::env::temp_dir().join(format!("identityd-reads-{}", Uuid::new_v4().simple()));
-        let url = format!("sqlite://{}", dir.join("identityd.db").display());
-        let mut store = SqliteStore::open(&url, 4, Duration::from_secs(5)).await.unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = file_store(4).await;
         let pooled_only = SqliteStore {
             session_reads: None,
             ..store.clone()
@@ -523,10 +529,7 @@ mod tests {
     /// its pool), and a connection given back is used again rather than another opened.
     #[tokio::test]
     async fn a_lookup_is_left_to_the_pool_when_every_connection_is_in_use() {
-        let dir = std::env::temp_dir().join(format!("identityd-reads-{}", Uuid::new_v4().simple()));
-        let url = format!("sqlite://{}", dir.join("identityd.db").display());
-        let mut store = SqliteStore::open(&url, 1, Duration::from_secs(5)).await.unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = file_store(1).await;
         let reads = store.session_reads.clone().unwrap();
 
         let lent = reads.borrow().expect("the one connection");
