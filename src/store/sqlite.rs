@@ -165,6 +165,7 @@ impl DatabaseFile {
         })
     }
 
+    /// Where the database file is.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -71,7 +71,10 @@ impl SqliteSessionReads {
     /// connection lent out) or failed.
     pub fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> Option<Vec<SessionLookup>> {
         let mut reader = self.borrow()?;
+        let started = std::time::Instant::now();
         let result = reader.lookup_sessions(token_hashes);
+        // Counted with the pool's statements (`identityd_db_statement_duration_seconds`).
+        crate::telemetry::metrics::db_statement(started.elapsed());
         match result {
             Err(e) if is_busy(&e) => {
                 self.give_back(reader);
