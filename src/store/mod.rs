@@ -6,6 +6,7 @@
 
 mod dialect;
 mod error;
+mod held_connections;
 pub mod postgres;
 mod postgres_listener;
 mod records;

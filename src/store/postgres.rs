@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use super::dialect::{Arg, Dialect, LastUseOf, Lock};
+use super::held_connections::HeldConnections;
 use super::standbys::{CHECK_EVERY, LagProbe, Standbys, parse_lsn};
 use super::statement_target::{On, RunOn};
 use super::{SqlStore, StoreResult};
@@ -165,9 +166,11 @@ impl PostgresStore {
                 name,
             ));
         }
+        let held_readers = std::sync::Arc::new(HeldConnections::for_pool(&pool));
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
+            held_readers,
             file: None,
             standbys: std::sync::Arc::new(Standbys::new(standbys, max_lag)),
             begin: if transaction_pooler {

@@ -10,6 +10,7 @@ use sqlx::{Database, Executor, Pool, Transaction};
 use uuid::Uuid;
 
 use super::dialect::{Arg, Binds, Dialect, LastUseOf, Lock, Reads};
+use super::held_connections::HeldConnections;
 use super::sqlite::DatabaseFile;
 use super::sqlite_session_reads::SqliteSessionReads;
 use super::standbys::Standbys;
@@ -39,6 +40,8 @@ pub struct SqlStore<DB: Database> {
     /// Whether a statement outside a write transaction runs in a transaction of its own (behind
     /// a pooler that lends server connections by the transaction; see [`super::statement_target`]).
     pub(super) lone_statements_in_transactions: bool,
+    /// Connections the reads on `reader` keep between statements (see [`super::held_connections`]).
+    pub(super) held_readers: std::sync::Arc<HeldConnections<DB>>,
     /// Session lookups read on the calling thread (a SQLite file; none otherwise).
     pub(super) session_reads: Option<std::sync::Arc<SqliteSessionReads>>,
 }
@@ -52,6 +55,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
             standbys: self.standbys.clone(),
             begin: self.begin,
             lone_statements_in_transactions: self.lone_statements_in_transactions,
+            held_readers: self.held_readers.clone(),
             session_reads: self.session_reads.clone(),
         }
     }
@@ -218,13 +222,17 @@ where
     fn on<'a>(&self, pool: &'a Pool<DB>) -> On<'a, DB> {
         On {
             pool,
+            held: None,
             begin: self.begin,
             own_transaction: self.lone_statements_in_transactions,
         }
     }
 
     fn reading(&self) -> On<'_, DB> {
-        self.on(&self.reader)
+        On {
+            held: Some(&self.held_readers),
+            ..self.on(&self.reader)
+        }
     }
 
     fn writing(&self) -> On<'_, DB> {

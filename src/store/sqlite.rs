@@ -18,6 +18,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::dialect::{Arg, Dialect, LastUseOf, Lock};
+use super::held_connections::HeldConnections;
 use super::sqlite_session_reads::SqliteSessionReads;
 use super::statement_target::On;
 use super::time::StoredTime;
@@ -88,6 +89,7 @@ impl SqliteStore {
                 .await
                 .context("opening the in-memory SQLite database")?;
             return Ok(Self {
+                held_readers: std::sync::Arc::new(HeldConnections::for_pool(&pool)),
                 writer: pool.clone(),
                 reader: pool,
                 standbys: std::sync::Arc::new(super::standbys::Standbys::none()),
@@ -122,6 +124,7 @@ impl SqliteStore {
             .context("opening SQLite readers")?;
         let file = DatabaseFile::opened(options.get_filename())?;
         Ok(Self {
+            held_readers: std::sync::Arc::new(HeldConnections::for_pool(&reader)),
             writer,
             reader,
             standbys: std::sync::Arc::new(super::standbys::Standbys::none()),

@@ -16,11 +16,14 @@ use sqlx::{Executor, Pool};
 
 use super::StoreResult;
 use super::dialect::Dialect;
+use super::held_connections::HeldConnections;
 
 /// A pool, the statement that opens a transaction on it, and whether each statement runs in a
 /// transaction of its own.
 pub struct On<'a, DB: sqlx::Database> {
     pub(super) pool: &'a Pool<DB>,
+    /// Connections the reads on `pool` keep between statements, if they keep any.
+    pub(super) held: Option<&'a HeldConnections<DB>>,
     pub(super) begin: &'static str,
     pub(super) own_transaction: bool,
 }
@@ -47,6 +50,12 @@ where
 {
     async fn fetch_optional_on(self, on: On<'_, DB>) -> StoreResult<Option<DB::Row>> {
         timed(async {
+            if let (false, Some(held)) = (on.own_transaction, on.held) {
+                let mut connection = held.take(on.pool).await?;
+                let row = self.fetch_optional(&mut *connection).await?;
+                held.keep(connection);
+                return Ok(row);
+            }
             if !on.own_transaction {
                 return Ok(self.fetch_optional(on.pool).await?);
             }
@@ -60,6 +69,12 @@ where
 
     async fn fetch_all_on(self, on: On<'_, DB>) -> StoreResult<Vec<DB::Row>> {
         timed(async {
+            if let (false, Some(held)) = (on.own_transaction, on.held) {
+                let mut connection = held.take(on.pool).await?;
+                let rows = self.fetch_all(&mut *connection).await?;
+                held.keep(connection);
+                return Ok(rows);
+            }
             if !on.own_transaction {
                 return Ok(self.fetch_all(on.pool).await?);
             }
