@@ -79,13 +79,18 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_read_takes_back_the_connection_the_last_one_kept() {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+    async fn pool_of(max_connections: u32) -> sqlx::SqlitePool {
+        SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
             .connect("sqlite::memory:")
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_read_takes_back_the_connection_the_last_one_kept() {
+        let pool = pool_of(4).await;
         let held = HeldConnections::<Sqlite>::for_pool(&pool);
         let connection = held.take(&pool).await.unwrap();
         held.keep(connection);
@@ -104,12 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pool_of_one_connection_keeps_none_so_that_writes_still_get_it() {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
+        let pool = pool_of(1).await;
         let held = HeldConnections::<Sqlite>::for_pool(&pool);
         let connection = held.take(&pool).await.unwrap();
         held.keep(connection);
@@ -119,11 +119,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_more_than_one_connection_per_core_is_kept() {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(64)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
+        let pool = pool_of(64).await;
         let held = HeldConnections::<Sqlite>::for_pool(&pool);
         let cores = std::thread::available_parallelism().unwrap().get();
         let mut taken = Vec::new();
