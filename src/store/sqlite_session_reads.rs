@@ -3,8 +3,8 @@
 //! sqlx runs every SQLite connection on a worker thread of its own: a query is a message to that
 //! thread, each row a message back, and handing the connection back to its pool one more round
 //! trip (a ping). For the read every uncached validation makes — a few rows found through an
-//! index, microseconds of SQLite's time — those hand-offs and the thread wake-ups they cost were
-//! most of the work (see BENCHMARKS.md, "Session lookups on the calling thread"). The connections
+//! index, microseconds of SQLite's time — those hand-offs and the thread wake-ups they cost
+//! outweighed the read (see BENCHMARKS.md, "Session lookups on the calling thread"). The connections
 //! here are read-only, on the same file (WAL lets them read beside the writer), and each is used
 //! by one thread at a time, directly. They run the same statements as the pooled readers
 //! ([`super::sql::lookup_statement`]); only the row mapping is written again, for rusqlite's rows.
@@ -29,14 +29,15 @@ use crate::domain::{SessionKind, UserProfile};
 /// Read-only connections to one SQLite file, each lent to one thread at a time.
 pub struct SqliteSessionReads {
     path: PathBuf,
-    /// Connections not in use; more are opened on demand, up to `max`.
-    idle: Mutex<Idle>,
+    /// The connections; more are opened on demand, up to `max`.
+    connections: Mutex<Connections>,
     max: usize,
 }
 
 #[derive(Default)]
-struct Idle {
-    readers: Vec<Reader>,
+struct Connections {
+    /// Those not lent out.
+    idle: Vec<Reader>,
     /// How many connections exist, lent out or idle.
     opened: usize,
 }
@@ -45,7 +46,7 @@ struct Idle {
 /// statement: they differ only in how many hashes they take).
 struct Reader {
     connection: Connection,
-    columns: Option<Columns>,
+    columns: Columns,
 }
 
 impl SqliteSessionReads {
@@ -54,15 +55,14 @@ impl SqliteSessionReads {
     pub fn open(path: &Path, max: usize) -> anyhow::Result<Self> {
         let reads = Self {
             path: path.to_owned(),
-            idle: Mutex::default(),
+            connections: Mutex::default(),
             max: max.max(1),
         };
-        let mut reader = reads.connect()?;
-        reader.columns = Some(Columns::of(&reader.connection)?);
-        let mut idle = reads.lock();
-        idle.readers.push(reader);
-        idle.opened = 1;
-        drop(idle);
+        let reader = reads.connect()?;
+        *reads.lock() = Connections {
+            idle: vec![reader],
+            opened: 1,
+        };
         Ok(reads)
     }
 
@@ -70,7 +70,7 @@ impl SqliteSessionReads {
     /// better read through the pool: the lookup would have to wait (the file busy, every
     /// connection lent out) or failed.
     pub fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> Option<Vec<SessionLookup>> {
-        let mut reader = self.borrow()?;
+        let reader = self.borrow()?;
         let started = std::time::Instant::now();
         let result = reader.lookup_sessions(token_hashes);
         // Counted with the pool's statements (`identityd_db_statement_duration_seconds`).
@@ -96,15 +96,15 @@ impl SqliteSessionReads {
 
     /// An idle connection, or a new one if fewer than `max` exist.
     fn borrow(&self) -> Option<Reader> {
-        let mut idle = self.lock();
-        if let Some(reader) = idle.readers.pop() {
+        let mut connections = self.lock();
+        if let Some(reader) = connections.idle.pop() {
             return Some(reader);
         }
-        if idle.opened >= self.max {
+        if connections.opened >= self.max {
             return None;
         }
-        idle.opened += 1;
-        drop(idle);
+        connections.opened += 1;
+        drop(connections);
         match self.connect() {
             Ok(reader) => Some(reader),
             Err(e) => {
@@ -116,7 +116,7 @@ impl SqliteSessionReads {
     }
 
     fn give_back(&self, reader: Reader) {
-        self.lock().readers.push(reader);
+        self.lock().idle.push(reader);
     }
 
     fn connect(&self) -> anyhow::Result<Reader> {
@@ -125,23 +125,18 @@ impl SqliteSessionReads {
         // Never wait for the file on the calling thread (see the module's documentation).
         connection.busy_timeout(Duration::ZERO)?;
         connection.set_prepared_statement_cache_capacity(8);
-        Ok(Reader {
-            connection,
-            columns: None,
-        })
+        let columns = Columns::of(&connection)?;
+        Ok(Reader { connection, columns })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connections> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Reader {
-    fn lookup_sessions(&mut self, token_hashes: &[[u8; 32]]) -> anyhow::Result<Vec<SessionLookup>> {
-        let columns = match self.columns {
-            Some(columns) => columns,
-            None => *self.columns.insert(Columns::of(&self.connection)?),
-        };
+    fn lookup_sessions(&self, token_hashes: &[[u8; 32]]) -> anyhow::Result<Vec<SessionLookup>> {
+        let columns = self.columns;
         let mut found = Vec::with_capacity(token_hashes.len());
         for batch in token_hashes.chunks(LOOKUP_BATCH_MAX) {
             let statement = lookup_statement(batch.len());
