@@ -1,6 +1,10 @@
 //! Admission control for password hashing: at most `concurrency` hashes run at once, at most
 //! `queue` more wait for a hashing thread, and a call beyond that is refused at once with
 //! [`HashingError::Overloaded`] rather than left waiting without bound.
+//!
+//! The waiting calls' jobs queue at the hashing threads themselves, so a thread that finishes a
+//! hash starts the next one at once: no hand-back to the async runtime between two hashes, which
+//! on a busy machine left the threads idle for a wake-up or two per hash.
 
 use tokio::sync::Semaphore;
 
@@ -10,9 +14,8 @@ use crate::telemetry::metrics;
 
 /// The hashing threads, and the permits that bound how much hashing runs and waits.
 pub struct HashingAdmission {
+    /// `concurrency` threads: that many jobs run at once, the rest wait in the threads' queue.
     threads: HashingWorkers,
-    /// One permit per hashing thread: a call holds one while its work runs.
-    workers: Semaphore,
     /// One permit per call running or waiting; none left means the queue is full.
     admitted: Semaphore,
 }
@@ -24,7 +27,6 @@ impl HashingAdmission {
         let concurrency = concurrency.max(1);
         Ok(Self {
             threads: HashingWorkers::start(concurrency, priority)?,
-            workers: Semaphore::new(concurrency),
             admitted: Semaphore::new(concurrency + queue),
         })
     }
@@ -39,15 +41,13 @@ impl HashingAdmission {
             HashingError::Overloaded
         })?;
         let _counted = Counted::new(metrics::hashing_admitted);
+        // Counted out when a thread takes the job, or when the job is dropped untaken.
         let queued = Counted::new(metrics::hashing_queued);
-        let _worker = self
-            .workers
-            .acquire()
-            .await
-            .map_err(|e| HashingError::Failed(anyhow::anyhow!("hashing pool closed: {e}")))?;
-        drop(queued);
         self.threads
-            .run(work)
+            .run(move || {
+                drop(queued);
+                work()
+            })
             .await
             .ok_or_else(|| HashingError::Failed(anyhow::anyhow!("hashing thread ended")))?
     }
@@ -77,34 +77,87 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_refused_at_once() {
-        // One worker and a queue of one. The test holds the worker itself, so the calls it starts
-        // cannot finish until it lets go: no timing is involved.
+        // One thread and a queue of one. The first call's work waits until the test lets it go,
+        // so the calls it starts cannot finish before then: no timing is involved.
         let admission = Arc::new(HashingAdmission::start(1, 1, HashingPriority::Nice(0)).unwrap());
-        let worker = admission.workers.try_acquire().unwrap();
-        let waiting: Vec<_> = (0..2)
-            .map(|n| {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let waiting: Vec<_> = [Some(released), None]
+            .into_iter()
+            .enumerate()
+            .map(|(n, gate)| {
                 let admission = admission.clone();
-                tokio::spawn(async move { admission.run(move || Ok(n)).await })
+                tokio::spawn(async move {
+                    admission
+                        .run(move || {
+                            if let Some(gate) = gate {
+                                gate.recv().ok();
+                            }
+                            Ok(n)
+                        })
+                        .await
+                })
             })
             .collect();
-        // Both are admitted (one for the worker, one queued) once no admission permit is left.
+        // Both are admitted (one running, one queued) once no admission permit is left.
         while admission.admitted.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
         let refused = admission.run(|| Ok(9)).await;
         assert!(matches!(refused, Err(HashingError::Overloaded)), "{refused:?}");
-        drop(worker);
+        release.send(()).unwrap();
         for (n, call) in waiting.into_iter().enumerate() {
             assert_eq!(
                 call.await.unwrap().unwrap(),
                 n,
-                "admitted calls finish once the worker is free"
+                "admitted calls finish once the thread is free"
             );
         }
         assert_eq!(
             admission.run(|| Ok(7)).await.unwrap(),
             7,
             "and new calls are admitted again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_that_stops_waiting_is_not_hashed() {
+        let admission = Arc::new(HashingAdmission::start(1, 1, HashingPriority::Nice(0)).unwrap());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let running = tokio::spawn({
+            let admission = admission.clone();
+            async move {
+                admission
+                    .run(move || {
+                        released.recv().ok();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = tokio::spawn({
+            let (admission, ran) = (admission.clone(), ran.clone());
+            async move {
+                admission
+                    .run(move || {
+                        ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        while admission.admitted.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        queued.abort();
+        assert!(queued.await.unwrap_err().is_cancelled());
+        release.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        // The thread has taken the abandoned job off its queue by the time it runs this one.
+        admission.run(|| Ok(())).await.unwrap();
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "the abandoned call's work was skipped"
         );
     }
 
