@@ -6,6 +6,8 @@
 //! hash starts the next one at once: no hand-back to the async runtime between two hashes, which
 //! on a busy machine left the threads idle for a wake-up or two per hash.
 
+use std::sync::Arc;
+
 use tokio::sync::Semaphore;
 
 use super::hashing_workers::{HashingPriority, HashingWorkers};
@@ -16,8 +18,10 @@ use crate::telemetry::metrics;
 pub struct HashingAdmission {
     /// `concurrency` threads: that many jobs run at once, the rest wait in the threads' queue.
     threads: HashingWorkers,
-    /// One permit per call running or waiting; none left means the queue is full.
-    admitted: Semaphore,
+    /// One permit per job running or waiting; none left means the queue is full. A job holds its
+    /// permit until it has run or a thread has dropped it (its caller gone), so the threads' queue
+    /// never holds more than this many jobs.
+    admitted: Arc<Semaphore>,
 }
 
 impl HashingAdmission {
@@ -27,7 +31,7 @@ impl HashingAdmission {
         let concurrency = concurrency.max(1);
         Ok(Self {
             threads: HashingWorkers::start(concurrency, priority)?,
-            admitted: Semaphore::new(concurrency + queue),
+            admitted: Arc::new(Semaphore::new(concurrency + queue)),
         })
     }
 
@@ -36,16 +40,17 @@ impl HashingAdmission {
         &self,
         work: impl FnOnce() -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
-        let _admitted = self.admitted.try_acquire().map_err(|_| {
+        let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
             metrics::hashing_rejected();
             HashingError::Overloaded
         })?;
-        let _counted = Counted::new(metrics::hashing_admitted);
+        let counted = Counted::new(metrics::hashing_admitted);
         // Counted out when a thread takes the job, or when the job is dropped untaken.
         let queued = Counted::new(metrics::hashing_queued);
         self.threads
             .run(move || {
                 drop(queued);
+                let _held = (admitted, counted);
                 work()
             })
             .await
@@ -75,6 +80,19 @@ mod tests {
 
     use super::*;
 
+    /// Waits until every admission permit is held: the spawned calls have all been admitted.
+    /// Each of them needs only to be polled once, so a bounded number of yields is plenty; a
+    /// permit still free after that means admission let one go early.
+    async fn queue_filled(admission: &HashingAdmission) {
+        for _ in 0..10_000 {
+            if admission.admitted.available_permits() == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the calls were admitted, yet a permit is free");
+    }
+
     #[tokio::test]
     async fn a_full_queue_is_refused_at_once() {
         // One thread and a queue of one. The first call's work waits until the test lets it go,
@@ -99,9 +117,7 @@ mod tests {
             })
             .collect();
         // Both are admitted (one running, one queued) once no admission permit is left.
-        while admission.admitted.available_permits() > 0 {
-            tokio::task::yield_now().await;
-        }
+        queue_filled(&admission).await;
         let refused = admission.run(|| Ok(9)).await;
         assert!(matches!(refused, Err(HashingError::Overloaded)), "{refused:?}");
         release.send(()).unwrap();
@@ -146,11 +162,14 @@ mod tests {
                     .await
             }
         });
-        while admission.admitted.available_permits() > 0 {
-            tokio::task::yield_now().await;
-        }
+        queue_filled(&admission).await;
         queued.abort();
         assert!(queued.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            admission.admitted.available_permits(),
+            0,
+            "the abandoned job keeps its place in the queue until a thread drops it"
+        );
         release.send(()).unwrap();
         running.await.unwrap().unwrap();
         // The thread has taken the abandoned job off its queue by the time it runs this one.
