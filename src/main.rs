@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use identityd::config::Config;
-use identityd::startup::{Application, build_identity, open_store, shutdown_signal};
+use identityd::startup::{Application, build_identity, close_store, open_store, shutdown_signal};
 use identityd::telemetry;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -53,10 +53,17 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let _telemetry = telemetry::init(cli.config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => Application::build(cli.config).await?.run_until(shutdown_signal()).await,
+        Command::Serve => {
+            let app = Application::build(cli.config).await?;
+            let store = app.identity().store().clone();
+            let served = app.run_until(shutdown_signal()).await;
+            close_store(store.as_ref()).await;
+            served
+        }
         Command::Migrate => {
-            open_store(&cli.config).await?;
+            let store = open_store(&cli.config).await?;
             tracing::info!("migrations applied");
+            close_store(store.as_ref()).await;
             Ok(())
         }
         Command::Bootstrap {
@@ -66,14 +73,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             email,
         } => {
             let store = open_store(&cli.config).await?;
-            let identity = build_identity(&cli.config, store, std::sync::Arc::new(identityd::clock::SystemClock))?;
+            let identity = build_identity(
+                &cli.config,
+                store.clone(),
+                std::sync::Arc::new(identityd::clock::SystemClock),
+            )?;
             let request = identityd::core::BootstrapRequest {
                 tenant_name: tenant,
                 user_name: user,
                 password: password.expose_secret().to_owned(),
                 email,
             };
-            if identity.bootstrap(&request).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            let created = identity.bootstrap(&request).await;
+            close_store(store.as_ref()).await;
+            if created.map_err(|e| anyhow::anyhow!("{e}"))? {
                 println!(
                     "created tenant {:?} and administrator {:?}",
                     request.tenant_name, request.user_name

@@ -33,6 +33,8 @@ const REVOCATION_POLL: Duration = Duration::from_millis(50);
 /// After the drain deadline, how long the calls told to end may take to be gone, before their
 /// connections are closed (and again, before the server stops without waiting for them).
 const END_WAIT: Duration = Duration::from_secs(2);
+/// How long a stopping process waits for its database connections to close.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Password-hashing memory (19 MiB per worker) is given back after this long without a hash.
 const HASH_MEMORY_IDLE: Duration = Duration::from_secs(10);
@@ -396,6 +398,19 @@ async fn watch_health(store: Arc<dyn Store>, reporter: HealthReporter, ready: to
 async fn set_every_status(reporter: &HealthReporter, status: ServingStatus) {
     for service in grpc::SERVICE_NAMES.iter().chain(std::iter::once(&"")) {
         reporter.set_service_status(*service, status).await;
+    }
+}
+
+/// Closes the database's connections as the process ends ([`Store::close`]): on a SQLite file,
+/// this leaves every commit in the database file itself, with no write-ahead log beside it, so
+/// that a stopped service's file can be copied alone. Waits at most [`STORE_CLOSE_WAIT`] for
+/// connections still in use.
+pub async fn close_store(store: &dyn Store) {
+    match tokio::time::timeout(STORE_CLOSE_WAIT, store.close()).await {
+        Ok(()) => tracing::info!("database connections closed"),
+        Err(_) => {
+            tracing::warn!(wait = ?STORE_CLOSE_WAIT, "database connections still in use; stopping without closing them")
+        }
     }
 }
 

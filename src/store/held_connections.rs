@@ -62,6 +62,12 @@ impl<DB: Database> HeldConnections<DB> {
         }
     }
 
+    /// Gives every kept connection back to its pool (for when the pool closes).
+    pub fn release(&self) {
+        let kept = std::mem::take(&mut *self.lock());
+        drop(kept);
+    }
+
     #[cfg(test)]
     pub fn kept(&self) -> usize {
         self.lock().len()
@@ -130,5 +136,21 @@ mod tests {
             held.keep(connection);
         }
         assert_eq!(held.kept(), cores);
+    }
+
+    #[tokio::test]
+    async fn released_connections_let_the_pool_close() {
+        let pool = pool_of(4).await;
+        let held = HeldConnections::<Sqlite>::for_pool(&pool);
+        let connection = held.take(&pool).await.unwrap();
+        held.keep(connection);
+
+        held.release();
+        assert_eq!(held.kept(), 0);
+        // A pool closes once every connection it lent is back: a kept one would hold it open.
+        tokio::time::timeout(Duration::from_secs(10), pool.close())
+            .await
+            .expect("the pool closes with nothing kept");
+        assert_eq!(pool.size(), 0, "every connection closed");
     }
 }

@@ -69,6 +69,11 @@ pub trait Store: Send + Sync + 'static {
     /// there are none.
     async fn watch_standbys(&self) {}
 
+    /// Closes every connection, once those in use come back; every read and write after this
+    /// fails. On a SQLite file the last connection to close copies the write-ahead log into the
+    /// database file and removes the log, so that the file alone then holds every commit.
+    async fn close(&self) {}
+
     /// Computes every stored name key again with `key`, if a migration asked for it, in one
     /// transaction; returns how many keys changed. Two names that now share a key fail it with a
     /// unique violation, changing nothing.

@@ -611,6 +611,20 @@ where
         DB::watch_standbys(&self.reader, &self.standbys).await;
     }
 
+    async fn close(&self) {
+        // The pools wait for the connections lent out, kept ones included; the writer goes last,
+        // so that on a SQLite file it is the last connection and folds the log into the file.
+        self.held_readers.release();
+        if let Some(reads) = &self.session_reads {
+            reads.close();
+        }
+        for standby in self.standbys.all() {
+            standby.pool.close().await;
+        }
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
     fn report_pool_usage(&self) {
         let report = |name, pool: &Pool<DB>| {
             metrics::db_pool(name, pool.size(), pool.num_idle(), pool.options().get_max_connections());

@@ -40,6 +40,8 @@ struct Connections {
     idle: Vec<Reader>,
     /// How many connections exist, lent out or idle.
     opened: usize,
+    /// Set by [`SqliteSessionReads::close`]: no connection is lent or opened any more.
+    closed: bool,
 }
 
 /// A connection and where the lookup statements' columns are in its rows (the same for every
@@ -62,6 +64,7 @@ impl SqliteSessionReads {
         *reads.lock() = Connections {
             idle: vec![reader],
             opened: 1,
+            closed: false,
         };
         Ok(reads)
     }
@@ -94,9 +97,23 @@ impl SqliteSessionReads {
         }
     }
 
+    /// Closes the idle connections, and each one lent out when it comes back; lookups then read
+    /// through the pool.
+    pub fn close(&self) {
+        let idle = {
+            let mut connections = self.lock();
+            connections.closed = true;
+            std::mem::take(&mut connections.idle)
+        };
+        drop(idle);
+    }
+
     /// An idle connection, or a new one if fewer than `max` exist.
     fn borrow(&self) -> Option<Reader> {
         let mut connections = self.lock();
+        if connections.closed {
+            return None;
+        }
         if let Some(reader) = connections.idle.pop() {
             return Some(reader);
         }
@@ -116,7 +133,13 @@ impl SqliteSessionReads {
     }
 
     fn give_back(&self, reader: Reader) {
-        self.lock().idle.push(reader);
+        let mut connections = self.lock();
+        if connections.closed {
+            drop(connections);
+            drop(reader);
+        } else {
+            connections.idle.push(reader);
+        }
     }
 
     fn connect(&self) -> anyhow::Result<Reader> {

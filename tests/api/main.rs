@@ -115,6 +115,7 @@ fn all_tests(store: StoreKind) -> (NamedTests, NamedTests) {
             modules.push(("observability", observability::sqlite_tests()));
             modules.push(("tls", tls::sqlite_tests()));
             modules.push(("disk_faults", disk_faults::sqlite_tests()));
+            modules.push(("shutdown", shutdown::sqlite_tests()));
         }
     }
     (named(modules), exclusive)

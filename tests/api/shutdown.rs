@@ -1,7 +1,12 @@
-//! Stopping: calls in flight finish, streams still open at the drain deadline are cut, and pending
-//! last-use times are written.
+//! Stopping: calls in flight finish, streams still open at the drain deadline are cut, pending
+//! last-use times are written, and a SQLite file holds every commit once the process has ended.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use identityd::clock::SystemClock;
+use identityd::config::Config;
+use identityd::startup::{build_identity, open_store};
 
 use identityd::grpc::pb;
 use tonic::Streaming;
@@ -11,10 +16,16 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use tonic_types::StatusExt;
 
-use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestEnv, assert_error};
+use crate::support::app::{ADMIN_PASSWORD, ADMIN_USER, TEST_KEY_ENCRYPTION_KEY, TestApp, TestEnv, assert_error};
+use crate::support::server_process::ServerProcess;
 
 pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
     tests![open_streams_are_cut_at_the_drain_deadline]
+}
+
+/// Tests of the binary over a SQLite file.
+pub fn sqlite_tests() -> Vec<(&'static str, crate::TestFn)> {
+    tests![a_stopped_service_leaves_every_commit_in_the_database_file]
 }
 
 /// Tests that hold a call in flight with a lock that Postgres shows waiting.
@@ -172,5 +183,54 @@ async fn a_call_still_running_at_the_deadline_is_cut(env: TestEnv) {
         .unwrap();
     assert!(answer.is_err(), "no answer can come from a stopped server: {answer:?}");
     lock.release().await;
+    app.finish().await;
+}
+
+/// An operator who stops the service and copies its database file, as a backup or to move it,
+/// gets every session opened before the stop: the process folds SQLite's write-ahead log into the
+/// file as it ends, and leaves no log beside it.
+async fn a_stopped_service_leaves_every_commit_in_the_database_file(env: TestEnv) {
+    let mut app = TestApp::spawn(&env).await;
+    app.stop().await;
+    // The test's own connections closed too, so that the binary's are the file's last.
+    app.identity.store().close().await;
+    let file = std::path::PathBuf::from(app.db.url.strip_prefix("sqlite://").expect("a SQLite URL"));
+    let log = std::path::PathBuf::from(format!("{}-wal", file.display()));
+
+    let server = ServerProcess::start(&app.db.url, "info", &[]).await;
+    app.talk_to(server.channel.clone());
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(app.login_ok(ADMIN_USER, ADMIN_PASSWORD).await.session_token);
+    }
+    assert!(log.exists(), "the running service writes through a write-ahead log");
+    let written = server.stop();
+    assert!(
+        !log.exists(),
+        "no write-ahead log is left beside the stopped service's file"
+    );
+
+    // The file alone, copied somewhere else, has the sessions.
+    let copy_dir = file.parent().expect("a directory").join("copy");
+    std::fs::create_dir_all(&copy_dir).expect("create the copy's directory");
+    let copy = copy_dir.join("identityd.db");
+    std::fs::copy(&file, &copy).expect("copy the database file");
+    let mut config = Config::for_database(&format!("sqlite://{}", copy.display()));
+    config.key_encryption_key = Some(TEST_KEY_ENCRYPTION_KEY.into());
+    let store = open_store(&config).await.expect("open the copy");
+    let identity = build_identity(&config, store.clone(), Arc::new(SystemClock)).expect("build over the copy");
+    for token in &tokens {
+        let validity = identity.validate_session(token).await.expect("validate on the copy");
+        assert!(
+            validity.is_some(),
+            "a session opened before the stop is in the copied file"
+        );
+    }
+    store.close().await;
+    assert!(
+        written.iter().any(|l| l.contains("database connections closed")),
+        "the log says the database was closed:\n{}",
+        written.join("\n")
+    );
     app.finish().await;
 }
