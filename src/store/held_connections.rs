@@ -13,6 +13,7 @@
 //! one that outlived a database restart is replaced rather than failing a call.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
@@ -25,6 +26,8 @@ pub struct HeldConnections<DB: Database> {
     kept: Mutex<Vec<(PoolConnection<DB>, Instant)>>,
     /// The most connections kept at once; more concurrent reads take theirs from the pool.
     max_kept: usize,
+    /// Set by [`Self::release`]: from then on every connection goes back to its pool.
+    released: AtomicBool,
 }
 
 impl<DB: Database> HeldConnections<DB> {
@@ -36,6 +39,7 @@ impl<DB: Database> HeldConnections<DB> {
         Self {
             kept: Mutex::new(Vec::new()),
             max_kept: cores.min(max_connections.saturating_sub(1)),
+            released: AtomicBool::new(false),
         }
     }
 
@@ -54,7 +58,7 @@ impl<DB: Database> HeldConnections<DB> {
     /// Keeps `connection`, on which the last statement ran to its end, for the next read.
     pub fn keep(&self, connection: PoolConnection<DB>) {
         let mut kept = self.lock();
-        if kept.len() < self.max_kept {
+        if kept.len() < self.max_kept && !self.released.load(Ordering::Relaxed) {
             kept.push((connection, Instant::now()));
         } else {
             drop(kept);
@@ -62,9 +66,14 @@ impl<DB: Database> HeldConnections<DB> {
         }
     }
 
-    /// Gives every kept connection back to its pool (for when the pool closes).
+    /// Gives every kept connection back to its pool, and keeps none from now on (for when the
+    /// pool closes: it waits for every connection it lent).
     pub fn release(&self) {
-        let kept = std::mem::take(&mut *self.lock());
+        let kept = {
+            let mut kept = self.lock();
+            self.released.store(true, Ordering::Relaxed);
+            std::mem::take(&mut *kept)
+        };
         drop(kept);
     }
 
@@ -146,6 +155,9 @@ mod tests {
         held.keep(connection);
 
         held.release();
+        assert_eq!(held.kept(), 0);
+        // A read that ends after the release gives its connection back too.
+        held.keep(pool.acquire().await.unwrap());
         assert_eq!(held.kept(), 0);
         // A pool closes once every connection it lent is back: a kept one would hold it open.
         tokio::time::timeout(Duration::from_secs(10), pool.close())
