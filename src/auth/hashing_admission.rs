@@ -76,8 +76,6 @@ impl Drop for Counted {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// Waits until every admission permit is held: the spawned calls have all been admitted.
